@@ -1,0 +1,1 @@
+//! Health checks of the kube-apiservers.

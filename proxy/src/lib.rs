@@ -1,0 +1,1 @@
+//! TCP L4 proxy to the healthy kube-apiservers.

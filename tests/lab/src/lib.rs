@@ -1,0 +1,1 @@
+//! The lab shared by vipd tests: network namespaces, bridges, veth pairs and fake apiservers.
