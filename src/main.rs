@@ -1,1 +1,5 @@
-fn main() {}
+//! The `vipd` binary: everything is in the library; see `cli`.
+
+fn main() -> std::process::ExitCode {
+    vipd::cli::main()
+}

@@ -1,0 +1,153 @@
+//! The `vipd` command line: argument parsing (clap derive) and each subcommand's output and exit code.
+//!
+//! Exit codes: 0 success, 1 the input is invalid (or the daemon said no), 2 usage errors (clap's own).
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::cluster::{self, ClusterOptions};
+use crate::config::{fmt_duration, Config, ConfigError};
+use crate::localnet::{self, Cidr};
+use crate::logging::{self, LogFormat};
+
+/// Control-plane VIP (VRRPv3) and TCP load balancer for bare-metal Kubernetes.
+#[derive(Debug, Parser)]
+#[command(name = "vipd", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Log line format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log filter, e.g. `info` or `vipd=debug,info` (default: RUST_LOG, else info).
+    #[arg(long, global = true)]
+    pub log_level: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a vipd config, or derive and check one from a cluster config; prints every error at once.
+    Validate(ValidateArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["config", "cluster_config"])))]
+pub struct ValidateArgs {
+    /// The vipd config file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// A cluster configuration (kind: Cluster) to derive this node's config from.
+    #[arg(long, value_name = "FILE")]
+    pub cluster_config: Option<PathBuf>,
+    /// The load-balancer node to check for (default: the one whose address is on this machine).
+    #[arg(long, value_name = "ADDR", conflicts_with = "config")]
+    pub node: Option<IpAddr>,
+    /// The load-balancer nodes' L2 subnet (default: from the local interface holding the node's address).
+    #[arg(long, value_name = "CIDR", conflicts_with = "config", value_parser = parse_cidr)]
+    pub subnet: Option<Cidr>,
+}
+
+fn parse_cidr(s: &str) -> Result<Cidr, String> {
+    s.parse()
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = logging::init(cli.log_format, cli.log_level.as_deref()) {
+        eprintln!("vipd: {e:#}");
+        return ExitCode::from(2);
+    }
+    let mut out = std::io::stdout().lock();
+    let mut err = std::io::stderr().lock();
+    match cli.command {
+        Command::Validate(args) => validate(&args, &mut out, &mut err),
+    }
+}
+
+/// `vipd validate`: errors to `err`, one line each, then a count; the one-line summary to `out` when valid.
+pub fn validate(args: &ValidateArgs, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
+    if let Some(path) = &args.config {
+        return validate_config(path, out, err);
+    }
+    let Some(path) = &args.cluster_config else {
+        let _ = writeln!(
+            err,
+            "vipd validate: give --config FILE or --cluster-config FILE"
+        );
+        return ExitCode::from(2);
+    };
+    let local_addrs = match localnet::local_addrs() {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = writeln!(err, "warning: cannot list this machine's addresses: {e}");
+            Vec::new()
+        }
+    };
+    let opts = ClusterOptions {
+        node: args.node,
+        subnet: args.subnet,
+        local_addrs,
+    };
+    match cluster::check_file(path, &opts) {
+        Err(e) => report_load_error(path, &e, err),
+        Ok(report) => {
+            let text = cluster::render(&path.display().to_string(), &report);
+            if report.errors.is_empty() {
+                let _ = out.write_all(text.as_bytes());
+                ExitCode::SUCCESS
+            } else {
+                let _ = err.write_all(text.as_bytes());
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+fn validate_config(path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
+    match Config::load(path) {
+        Ok(c) => {
+            let _ = writeln!(out, "{}", summary(&path.display().to_string(), &c));
+            ExitCode::SUCCESS
+        }
+        Err(e) => report_load_error(path, &e, err),
+    }
+}
+
+fn report_load_error(path: &Path, e: &ConfigError, err: &mut dyn Write) -> ExitCode {
+    match e {
+        ConfigError::Invalid(errs) => {
+            for e in errs.iter() {
+                let _ = writeln!(err, "{e}");
+            }
+            let _ = writeln!(err, "{}: {} error(s)", path.display(), errs.len());
+        }
+        other => {
+            let _ = writeln!(err, "{}: {other}", path.display());
+        }
+    }
+    ExitCode::from(1)
+}
+
+/// The one line `validate` prints for a valid config.
+pub fn summary(file: &str, c: &Config) -> String {
+    let mode = if c.vrrp.unicast_peers.is_empty() {
+        "multicast".to_string()
+    } else {
+        format!("unicast to {} peer(s)", c.vrrp.unicast_peers.len())
+    };
+    format!(
+        "{file}: valid: VIP {} on {}, proxy {} -> {} backend(s), VRID {} priority {} every {}, {mode}",
+        c.control_plane_vip,
+        c.interface,
+        c.proxy_listen(),
+        c.backends.len(),
+        c.vrrp.vrid,
+        c.vrrp.priority,
+        fmt_duration(c.vrrp.advert_interval.as_duration()),
+    )
+}

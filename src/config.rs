@@ -1,0 +1,819 @@
+//! The vipd configuration file: its schema, defaults and every validation rule, producing a `Config` of typed
+//! values (addresses, durations, enums) so that nothing downstream ever parses or re-checks a string.
+//!
+//! `Config::load` is what both `vipd validate` and `vipd run` call: same rules, same messages.
+
+pub mod duration;
+pub mod fields;
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+use vrrp::proto::{Centis, Priority, Vrid};
+
+pub use duration::{fmt_duration, parse_duration};
+use fields::{boolean, duration, int, ip, list, one_of, socket_addr, text, Section};
+pub use fields::{FieldError, FieldErrors};
+
+/// A validated vipd configuration. Every field holds its default when the file left it out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Where VRRP runs and the VIP is added.
+    pub interface: String,
+    pub control_plane_vip: IpAddr,
+    pub control_plane_lb_port: u16,
+    /// Never empty, no duplicates.
+    pub backends: Vec<SocketAddr>,
+    pub vrrp: VrrpConfig,
+    pub health: HealthConfig,
+    pub proxy: ProxyConfig,
+    pub admin: AdminConfig,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct VrrpConfig {
+    pub vrid: Vrid,
+    /// 1..=255 (never 0, which only a leaving master sends); 255 means this node owns the VIP.
+    pub priority: Priority,
+    /// 10ms..=40.95s in the file, a whole number of centiseconds.
+    pub advert_interval: Centis,
+    pub preempt: bool,
+    /// At most 1000s.
+    pub preempt_delay: Duration,
+    /// Empty means multicast. Same family as the VIP, no duplicates, never the VIP or the unicast source.
+    pub unicast_peers: Vec<IpAddr>,
+    /// `None`: the interface's primary address of the VIP's family. Same family as the VIP.
+    pub unicast_source: Option<IpAddr>,
+    /// Only meaningful for IPv4 (IPv6 always uses the pseudo-header).
+    pub checksum: Checksum,
+    pub garp: GarpConfig,
+    pub track: Track,
+}
+
+/// How the VRRPv3 checksum of IPv4 packets is computed; the two camps do not interoperate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checksum {
+    /// Includes the IPv4 pseudo-header: Keepalived, FRR. The default.
+    PseudoHeader,
+    /// VRRP message only, as RFC 9568 says for IPv4: Cisco and others.
+    MessageOnly,
+}
+
+/// Gratuitous ARP / unsolicited neighbour advertisements sent on becoming master.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GarpConfig {
+    /// Messages per burst, 1..=100.
+    pub repeat: u32,
+    /// Delay before the second burst, 0 (no second burst) ..=1000s.
+    pub delay: Duration,
+    /// Periodic refresh while master; zero = off, else 1s..=24h.
+    pub refresh: Duration,
+}
+
+/// What happens to this node's VRRP priority while it has no healthy backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Track {
+    /// Added to the configured priority (clamped to 1..=254 by the VRRP side); -254..=254.
+    Weight(i16),
+    /// The instance goes to the fault state and gives up the VIP.
+    Fault,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthKind {
+    /// HTTPS GET of `path`, expecting `expect_status`, certificate verified against `ca_file`.
+    Https,
+    /// A TCP connect.
+    Tcp,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthConfig {
+    pub kind: HealthKind,
+    /// Starts with `/`.
+    pub path: String,
+    /// 100..=599.
+    pub expect_status: u16,
+    /// 100ms..=5m.
+    pub interval: Duration,
+    /// 10ms..=interval.
+    pub timeout: Duration,
+    /// 1..=100 consecutive results to change state.
+    pub rise: u32,
+    pub fall: u32,
+    pub ca_file: PathBuf,
+    /// `None`: verify the backend's IP address against the certificate.
+    pub server_name: Option<String>,
+    /// Both or neither of clientCert / clientKey.
+    pub client_auth: Option<ClientAuth>,
+    pub insecure_skip_verify: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAuth {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    LeastConn,
+    RoundRobin,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProxyConfig {
+    /// `None`: the VIP, bound with IP_FREEBIND so the proxy listens before this node holds it.
+    pub bind: Option<IpAddr>,
+    pub balance: Balance,
+    /// 10ms..=5m.
+    pub connect_timeout: Duration,
+    /// 0..=10 other backends tried before a client connection fails.
+    pub retries: u32,
+    /// 1..=1_000_000.
+    pub max_connections: u32,
+    /// Zero = none, else at most 7 days.
+    pub idle_timeout: Duration,
+    /// At most 1h.
+    pub drain_timeout: Duration,
+    pub shutdown_sessions_on_backend_down: bool,
+}
+
+impl ProxyConfig {
+    /// The address the proxy listens on.
+    pub fn listen_addr(&self, config_vip: IpAddr, port: u16) -> SocketAddr {
+        SocketAddr::new(self.bind.unwrap_or(config_vip), port)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+}
+
+impl Config {
+    /// The proxy's listen address: `proxy.bind` (or the VIP) on `controlPlaneLBPort`.
+    pub fn proxy_listen(&self) -> SocketAddr {
+        self.proxy
+            .listen_addr(self.control_plane_vip, self.control_plane_lb_port)
+    }
+
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+        Config::from_yaml(&text)
+    }
+
+    /// Validates a config given as YAML text.
+    pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
+        let value = parse_yaml(text)?;
+        Config::from_value(value).map_err(ConfigError::Invalid)
+    }
+
+    /// Validates an already parsed document; every problem is returned, not just the first.
+    pub fn from_value(value: Value) -> Result<Config, FieldErrors> {
+        let mut errs = FieldErrors::default();
+        let config =
+            Section::new("", value, &mut errs).and_then(|root| parse_root(root, &mut errs));
+        match config {
+            Some(c) if errs.is_empty() => Ok(c),
+            _ => Err(errs),
+        }
+    }
+
+    /// Re-runs the cross-field rules on a config built in code (the cluster-config path derives one).
+    pub fn check(&self) -> Result<(), FieldErrors> {
+        let mut errs = FieldErrors::default();
+        cross_checks(self, &mut errs);
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(errs)
+        }
+    }
+}
+
+/// Why a config could not be used.
+#[derive(Debug)]
+pub enum ConfigError {
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Not well-formed YAML (or several documents); the message has the line and column.
+    Yaml(String),
+    /// Well-formed, but breaks the schema or its rules.
+    Invalid(FieldErrors),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Read { path, source } => {
+                write!(f, "cannot read {}: {source}", path.display())
+            }
+            ConfigError::Yaml(msg) => write!(f, "not valid YAML: {msg}"),
+            ConfigError::Invalid(errs) => write!(f, "{errs}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads YAML into a generic tree; the schema is applied afterwards so that every error can be reported.
+pub(crate) fn parse_yaml(text: &str) -> Result<Value, ConfigError> {
+    let value: Value =
+        serde_saphyr::from_str(text).map_err(|e| ConfigError::Yaml(e.to_string()))?;
+    Ok(value)
+}
+
+pub const DEFAULT_LB_PORT: u16 = 443;
+pub const DEFAULT_ADMIN_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9440);
+
+const fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+const fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+impl Default for VrrpConfig {
+    /// Defaults for everything but `vrid`, which a file must give (1 here only to be a valid value).
+    fn default() -> Self {
+        VrrpConfig {
+            vrid: Vrid::new(1).expect("1 is a valid VRID"),
+            priority: Priority(100),
+            advert_interval: Centis::new(100).expect("100cs is a valid interval"),
+            preempt: true,
+            preempt_delay: Duration::ZERO,
+            unicast_peers: Vec::new(),
+            unicast_source: None,
+            checksum: Checksum::PseudoHeader,
+            garp: GarpConfig {
+                repeat: 5,
+                delay: secs(5),
+                refresh: Duration::ZERO,
+            },
+            track: Track::Weight(-50),
+        }
+    }
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            kind: HealthKind::Https,
+            path: "/readyz".to_string(),
+            expect_status: 200,
+            interval: secs(2),
+            timeout: secs(1),
+            rise: 2,
+            fall: 3,
+            ca_file: PathBuf::from("/etc/kubernetes/pki/ca.crt"),
+            server_name: None,
+            client_auth: None,
+            insecure_skip_verify: false,
+        }
+    }
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            bind: None,
+            balance: Balance::LeastConn,
+            connect_timeout: secs(2),
+            retries: 2,
+            max_connections: 20_000,
+            idle_timeout: Duration::ZERO,
+            drain_timeout: secs(30),
+            shutdown_sessions_on_backend_down: false,
+        }
+    }
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: DEFAULT_ADMIN_LISTEN,
+        }
+    }
+}
+
+/// Assigns `parsed` to `slot` when it parsed; leaves the default otherwise (the error is already recorded).
+fn set<T>(slot: &mut T, parsed: Option<T>) {
+    if let Some(v) = parsed {
+        *slot = v;
+    }
+}
+
+fn parse_root(mut root: Section, errs: &mut FieldErrors) -> Option<Config> {
+    let interface = root
+        .require("interface", errs)
+        .and_then(|v| interface_name(&root.path("interface"), &v, errs));
+    let vip = root
+        .require("controlPlaneVIP", errs)
+        .and_then(|v| vip_addr(&root.path("controlPlaneVIP"), &v, errs));
+    let mut lb_port = DEFAULT_LB_PORT;
+    set(
+        &mut lb_port,
+        root.field("controlPlaneLBPort", errs, int(1..=65535))
+            .map(|n| n as u16),
+    );
+    let backends = root
+        .require("backends", errs)
+        .and_then(|v| parse_backends(&root.path("backends"), v, errs));
+
+    let mut vrrp_sec = root.section("vrrp", errs);
+    let vrrp = parse_vrrp(&mut vrrp_sec, errs);
+    vrrp_sec.finish(errs);
+    let mut health_sec = root.section("health", errs);
+    let health = parse_health(&mut health_sec, errs);
+    health_sec.finish(errs);
+    let mut proxy_sec = root.section("proxy", errs);
+    let proxy = parse_proxy(&mut proxy_sec, errs);
+    proxy_sec.finish(errs);
+    let mut admin_sec = root.section("admin", errs);
+    let mut admin = AdminConfig::default();
+    set(
+        &mut admin.listen,
+        admin_sec.field("listen", errs, socket_addr),
+    );
+    admin_sec.finish(errs);
+    root.finish(errs);
+
+    let config = Config {
+        interface: interface?,
+        control_plane_vip: vip?,
+        control_plane_lb_port: lb_port,
+        backends: backends?,
+        vrrp: vrrp?,
+        health,
+        proxy,
+        admin,
+    };
+    cross_checks(&config, errs);
+    Some(config)
+}
+
+/// Linux interface names: 1..=15 bytes, no `/`, no whitespace, not `.` or `..`.
+fn interface_name(path: &str, v: &Value, errs: &mut FieldErrors) -> Option<String> {
+    let name = text(path, v, errs)?;
+    let bad = name.len() > 15
+        || name == "."
+        || name == ".."
+        || name.contains(|c: char| c == '/' || c == ':' || c.is_whitespace());
+    if bad {
+        errs.push(
+            path,
+            format!(
+                "{name:?} is not a valid interface name (1 to 15 characters, no '/', ':' or spaces)"
+            ),
+        );
+        return None;
+    }
+    Some(name)
+}
+
+/// A VIP must be a unicast address some client can reach.
+fn vip_addr(path: &str, v: &Value, errs: &mut FieldErrors) -> Option<IpAddr> {
+    let a = ip(path, v, errs)?;
+    if let Some(why) = not_a_host_address(a) {
+        errs.push(path, format!("{a} {why}"));
+        return None;
+    }
+    Some(a)
+}
+
+/// Why an address cannot be a VIP, peer or source, if it cannot.
+fn not_a_host_address(a: IpAddr) -> Option<&'static str> {
+    if a.is_unspecified() {
+        Some("is the unspecified address")
+    } else if a.is_multicast() {
+        Some("is a multicast address")
+    } else if a.is_loopback() {
+        Some("is a loopback address")
+    } else if a == IpAddr::V4(Ipv4Addr::BROADCAST) {
+        Some("is the broadcast address")
+    } else {
+        None
+    }
+}
+
+fn parse_backends(path: &str, v: Value, errs: &mut FieldErrors) -> Option<Vec<SocketAddr>> {
+    let items = list(path, v, errs, |p, item, errs| socket_addr(p, &item, errs))?;
+    if items.is_empty() {
+        errs.push(path, "at least one backend is required");
+        return None;
+    }
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (i, item) in items.into_iter().enumerate() {
+        match item {
+            Some(a) if out.contains(&a) => {
+                errs.push(format!("{path}[{i}]"), format!("{a} is listed twice"));
+                ok = false;
+            }
+            Some(a) => out.push(a),
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+fn parse_vrrp(s: &mut Section, errs: &mut FieldErrors) -> Option<VrrpConfig> {
+    let mut c = VrrpConfig::default();
+    let vrid = s
+        .require("vrid", errs)
+        .and_then(|v| int(1..=255)(&s.path("vrid"), &v, errs));
+    set(
+        &mut c.priority,
+        s.field("priority", errs, int(1..=255))
+            .map(|n| Priority(n as u8)),
+    );
+    set(
+        &mut c.advert_interval,
+        s.field("advertInterval", errs, advert_interval),
+    );
+    set(&mut c.preempt, s.field("preempt", errs, boolean));
+    set(
+        &mut c.preempt_delay,
+        s.field("preemptDelay", errs, duration(Duration::ZERO..=secs(1000))),
+    );
+    if let Some(v) = s.take("unicastPeers") {
+        let path = s.path("unicastPeers");
+        let peers = list(&path, v, errs, |p, item, errs| {
+            let a = ip(p, &item, errs)?;
+            if let Some(why) = not_a_host_address(a) {
+                errs.push(p, format!("{a} {why}"));
+                return None;
+            }
+            Some(a)
+        });
+        if let Some(peers) = peers {
+            let mut out = Vec::new();
+            for (i, p) in peers.into_iter().enumerate() {
+                match p {
+                    Some(a) if out.contains(&a) => {
+                        errs.push(format!("{path}[{i}]"), format!("{a} is listed twice"));
+                    }
+                    Some(a) => out.push(a),
+                    None => {}
+                }
+            }
+            c.unicast_peers = out;
+        }
+    }
+    if let Some(v) = s.take("unicastSource") {
+        let path = s.path("unicastSource");
+        if let Some(a) = ip(&path, &v, errs) {
+            match not_a_host_address(a) {
+                Some(why) => errs.push(path, format!("{a} {why}")),
+                None => c.unicast_source = Some(a),
+            }
+        }
+    }
+    set(
+        &mut c.checksum,
+        s.field("checksum", errs, one_of(&["pseudoHeader", "messageOnly"]))
+            .map(|w| match w {
+                "messageOnly" => Checksum::MessageOnly,
+                _ => Checksum::PseudoHeader,
+            }),
+    );
+    let mut garp = s.section("garp", errs);
+    set(
+        &mut c.garp.repeat,
+        garp.field("repeat", errs, int(1..=100)).map(|n| n as u32),
+    );
+    set(
+        &mut c.garp.delay,
+        garp.field("delay", errs, duration(Duration::ZERO..=secs(1000))),
+    );
+    set(
+        &mut c.garp.refresh,
+        garp.field("refresh", errs, garp_refresh),
+    );
+    garp.finish(errs);
+    set(&mut c.track, s.field("trackWeight", errs, track_weight));
+    c.vrid = Vrid::new(vrid? as u8)?;
+    Some(c)
+}
+
+/// 10ms..=40.95s in whole centiseconds: the packet carries a 12-bit centisecond count.
+fn advert_interval(path: &str, v: &Value, errs: &mut FieldErrors) -> Option<Centis> {
+    let d = duration(ms(10)..=ms(40_950))(path, v, errs)?;
+    let centis = Centis::from_duration(d);
+    if centis.is_none() {
+        errs.push(
+            path,
+            format!(
+                "{} is not a whole number of centiseconds (10ms steps)",
+                fields::show(v)
+            ),
+        );
+    }
+    centis
+}
+
+fn garp_refresh(path: &str, v: &Value, errs: &mut FieldErrors) -> Option<Duration> {
+    let d = duration(Duration::ZERO..=secs(24 * 3600))(path, v, errs)?;
+    if !d.is_zero() && d < secs(1) {
+        errs.push(
+            path,
+            format!("{} must be 0s (off) or at least 1s", fields::show(v)),
+        );
+        return None;
+    }
+    Some(d)
+}
+
+fn track_weight(path: &str, v: &Value, errs: &mut FieldErrors) -> Option<Track> {
+    match v {
+        Value::String(s) if s == "fault" => Some(Track::Fault),
+        Value::Number(_) => int(-254..=254)(path, v, errs).map(|n| Track::Weight(n as i16)),
+        other => {
+            errs.push(
+                path,
+                format!(
+                    "{} is neither an integer in -254..=254 nor \"fault\"",
+                    fields::show(other)
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn parse_health(s: &mut Section, errs: &mut FieldErrors) -> HealthConfig {
+    let mut c = HealthConfig::default();
+    set(
+        &mut c.kind,
+        s.field("type", errs, one_of(&["https", "tcp"]))
+            .map(|w| match w {
+                "tcp" => HealthKind::Tcp,
+                _ => HealthKind::Https,
+            }),
+    );
+    set(
+        &mut c.path,
+        s.field("path", errs, |p, v, errs| {
+            let path = text(p, v, errs)?;
+            if !path.starts_with('/') || path.contains(char::is_whitespace) {
+                errs.push(
+                    p,
+                    format!("{path:?} must start with '/' and contain no spaces"),
+                );
+                return None;
+            }
+            Some(path)
+        }),
+    );
+    set(
+        &mut c.expect_status,
+        s.field("expectStatus", errs, int(100..=599))
+            .map(|n| n as u16),
+    );
+    set(
+        &mut c.interval,
+        s.field("interval", errs, duration(ms(100)..=secs(300))),
+    );
+    let timeout_path = s.path("timeout");
+    let timeout = s.field("timeout", errs, duration(ms(10)..=secs(300)));
+    set(
+        &mut c.rise,
+        s.field("rise", errs, int(1..=100)).map(|n| n as u32),
+    );
+    set(
+        &mut c.fall,
+        s.field("fall", errs, int(1..=100)).map(|n| n as u32),
+    );
+    set(
+        &mut c.ca_file,
+        s.field("caFile", errs, text).map(PathBuf::from),
+    );
+    c.server_name = s.field("serverName", errs, |p, v, errs| {
+        let name = text(p, v, errs)?;
+        let ok = name.len() <= 253
+            && name.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label
+                        .chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || ch == '-')
+            });
+        if !ok && name.parse::<IpAddr>().is_err() {
+            errs.push(p, format!("{name:?} is not a DNS name or IP address"));
+            return None;
+        }
+        Some(name)
+    });
+    let cert_path = s.path("clientCert");
+    let cert = s.field("clientCert", errs, text);
+    let key_path = s.path("clientKey");
+    let key = s.field("clientKey", errs, text);
+    match (cert, key) {
+        (Some(cert), Some(key)) => {
+            c.client_auth = Some(ClientAuth {
+                cert: cert.into(),
+                key: key.into(),
+            })
+        }
+        (Some(_), None) => errs.push(key_path, "is required when clientCert is set"),
+        (None, Some(_)) => errs.push(cert_path, "is required when clientKey is set"),
+        (None, None) => {}
+    }
+    set(
+        &mut c.insecure_skip_verify,
+        s.field("insecureSkipVerify", errs, boolean),
+    );
+    if let Some(t) = timeout {
+        if t > c.interval {
+            errs.push(
+                timeout_path,
+                format!(
+                    "{} is longer than health.interval ({})",
+                    fmt_duration(t),
+                    fmt_duration(c.interval)
+                ),
+            );
+        } else {
+            c.timeout = t;
+        }
+    } else if c.timeout > c.interval {
+        errs.push(
+            timeout_path,
+            format!(
+                "the default {} is longer than health.interval ({}); set a shorter timeout",
+                fmt_duration(c.timeout),
+                fmt_duration(c.interval)
+            ),
+        );
+    }
+    c
+}
+
+fn parse_proxy(s: &mut Section, errs: &mut FieldErrors) -> ProxyConfig {
+    let mut c = ProxyConfig::default();
+    if let Some(v) = s.take("bind") {
+        let path = s.path("bind");
+        if let Some(a) = ip(&path, &v, errs) {
+            if a.is_multicast() || a == IpAddr::V4(Ipv4Addr::BROADCAST) {
+                errs.push(path, format!("{a} cannot be listened on"));
+            } else {
+                c.bind = Some(a);
+            }
+        }
+    }
+    set(
+        &mut c.balance,
+        s.field("balance", errs, one_of(&["leastconn", "roundrobin"]))
+            .map(|w| match w {
+                "roundrobin" => Balance::RoundRobin,
+                _ => Balance::LeastConn,
+            }),
+    );
+    set(
+        &mut c.connect_timeout,
+        s.field("connectTimeout", errs, duration(ms(10)..=secs(300))),
+    );
+    set(
+        &mut c.retries,
+        s.field("retries", errs, int(0..=10)).map(|n| n as u32),
+    );
+    set(
+        &mut c.max_connections,
+        s.field("maxConnections", errs, int(1..=1_000_000))
+            .map(|n| n as u32),
+    );
+    set(
+        &mut c.idle_timeout,
+        s.field(
+            "idleTimeout",
+            errs,
+            duration(Duration::ZERO..=secs(7 * 24 * 3600)),
+        ),
+    );
+    set(
+        &mut c.drain_timeout,
+        s.field("drainTimeout", errs, duration(Duration::ZERO..=secs(3600))),
+    );
+    set(
+        &mut c.shutdown_sessions_on_backend_down,
+        s.field("shutdownSessionsOnBackendDown", errs, boolean),
+    );
+    c
+}
+
+fn family(a: IpAddr) -> &'static str {
+    if a.is_ipv4() {
+        "IPv4"
+    } else {
+        "IPv6"
+    }
+}
+
+/// Rules that relate fields to each other; run only on fields that parsed.
+fn cross_checks(c: &Config, errs: &mut FieldErrors) {
+    let vip = c.control_plane_vip;
+    for (i, p) in c.vrrp.unicast_peers.iter().enumerate() {
+        let path = format!("vrrp.unicastPeers[{i}]");
+        if p.is_ipv4() != vip.is_ipv4() {
+            errs.push(
+                path,
+                format!(
+                    "{p} is {} but controlPlaneVIP {vip} is {}",
+                    family(*p),
+                    family(vip)
+                ),
+            );
+        } else if *p == vip {
+            errs.push(path, format!("{p} is the VIP itself"));
+        } else if Some(*p) == c.vrrp.unicast_source {
+            errs.push(path, format!("{p} is this node's own unicastSource"));
+        }
+    }
+    if let Some(src) = c.vrrp.unicast_source {
+        if src.is_ipv4() != vip.is_ipv4() {
+            errs.push(
+                "vrrp.unicastSource",
+                format!(
+                    "{src} is {} but controlPlaneVIP {vip} is {}",
+                    family(src),
+                    family(vip)
+                ),
+            );
+        } else if src == vip {
+            errs.push(
+                "vrrp.unicastSource",
+                format!(
+                    "{src} is the VIP itself (it moves between nodes; use this node's own address)"
+                ),
+            );
+        }
+    }
+    if vip.is_ipv6() && c.vrrp.checksum == Checksum::MessageOnly {
+        errs.push(
+            "vrrp.checksum",
+            "messageOnly applies to IPv4 only (IPv6 VRRP always includes the pseudo-header)",
+        );
+    }
+    if c.vrrp.priority == Priority::OWNER {
+        if let Track::Weight(w) = c.vrrp.track {
+            if w != 0 {
+                errs.push(
+                    "vrrp.trackWeight",
+                    format!(
+                        "{w} cannot apply to priority 255 (the address owner's priority never changes); \
+                         use a priority below 255, trackWeight: 0 or trackWeight: fault"
+                    ),
+                );
+            }
+        }
+    }
+    if let Some(bind) = c.proxy.bind {
+        if bind.is_ipv4() != vip.is_ipv4() && !bind.is_unspecified() {
+            errs.push(
+                "proxy.bind",
+                format!(
+                    "{bind} is {} but controlPlaneVIP {vip} is {}",
+                    family(bind),
+                    family(vip)
+                ),
+            );
+        }
+    }
+    let listen = c.proxy_listen();
+    for (i, b) in c.backends.iter().enumerate() {
+        let loops = b.port() == listen.port()
+            && (b.ip() == listen.ip() || b.ip() == vip || listen.ip().is_unspecified());
+        if loops {
+            errs.push(
+                format!("backends[{i}]"),
+                format!(
+                    "{b} is the proxy's own listen address (controlPlaneVIP:controlPlaneLBPort)"
+                ),
+            );
+        }
+    }
+    let admin = c.admin.listen;
+    let clash = admin.port() == listen.port()
+        && (admin.ip() == listen.ip()
+            || admin.ip().is_unspecified()
+            || listen.ip().is_unspecified());
+    if clash {
+        errs.push(
+            "admin.listen",
+            format!("{admin} collides with the proxy listener {listen}"),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests;
