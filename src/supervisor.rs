@@ -1,0 +1,430 @@
+//! `vipd run`: the one place that wires VRRP, health checks and the proxy together.
+//!
+//! Health state feeds two consumers: the proxy's backend set, and VRRP tracking (a node whose proxy has no
+//! healthy backend lowers its priority or goes to fault, so it never keeps the VIP from a node that can serve).
+//! The supervisor owns the signal loop: SIGTERM / SIGINT hand the VIP over (priority 0) and drain the proxy,
+//! SIGHUP reloads the config file, applying what can change live and restarting the VRRP instance cleanly when
+//! its settings changed.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context as _;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::admin::{self, AdminState};
+use crate::caps;
+use crate::config::{Balance, Checksum, Config, HealthKind, Track};
+use crate::notify;
+use vrrp::proto::{ChecksumMode, Priority};
+use vrrp::sys::{Instance, InstanceConfig};
+
+/// How long start-up waits for the first round of health checks before VRRP joins, so that the node joins
+/// with the priority its backends deserve instead of moving the VIP a second later.
+fn first_round_budget(cfg: &Config) -> Duration {
+    cfg.health.timeout + Duration::from_millis(500)
+}
+
+/// Everything `vipd run` needs to know, translated from the validated config into each library's terms.
+pub fn health_config(cfg: &Config) -> health::HealthConfig {
+    let check = match cfg.health.kind {
+        HealthKind::Tcp => health::Check::Tcp,
+        HealthKind::Https => health::Check::Https(health::HttpsCheck {
+            path: cfg.health.path.clone(),
+            expect_status: cfg.health.expect_status,
+            ca_file: (!cfg.health.insecure_skip_verify).then(|| cfg.health.ca_file.clone()),
+            server_name: cfg.health.server_name.clone(),
+            client_cert: cfg.health.client_auth.as_ref().map(|c| c.cert.clone()),
+            client_key: cfg.health.client_auth.as_ref().map(|c| c.key.clone()),
+            insecure_skip_verify: cfg.health.insecure_skip_verify,
+        }),
+    };
+    health::HealthConfig {
+        check,
+        interval: cfg.health.interval,
+        timeout: cfg.health.timeout,
+        rise: cfg.health.rise,
+        fall: cfg.health.fall,
+    }
+}
+
+pub fn proxy_config(cfg: &Config) -> proxy::ProxyConfig {
+    let mut p = proxy::ProxyConfig::new(cfg.proxy_listen());
+    // Listening on the VIP before holding it needs IP_FREEBIND; an explicit bind address may be anything.
+    p.freebind = cfg.proxy.bind.is_none() || cfg.proxy.bind == Some(cfg.control_plane_vip);
+    p.balance = match cfg.proxy.balance {
+        Balance::LeastConn => proxy::Balance::LeastConn,
+        Balance::RoundRobin => proxy::Balance::RoundRobin,
+    };
+    p.connect_timeout = cfg.proxy.connect_timeout;
+    p.retries = cfg.proxy.retries;
+    p.max_connections = cfg.proxy.max_connections as usize;
+    p.idle_timeout = (!cfg.proxy.idle_timeout.is_zero()).then_some(cfg.proxy.idle_timeout);
+    p.drain_timeout = cfg.proxy.drain_timeout;
+    p.shutdown_sessions_on_backend_down = cfg.proxy.shutdown_sessions_on_backend_down;
+    p
+}
+
+pub fn instance_config(cfg: &Config) -> InstanceConfig {
+    InstanceConfig {
+        interface: cfg.interface.clone(),
+        vrid: cfg.vrrp.vrid,
+        priority: cfg.vrrp.priority,
+        advert_interval: cfg.vrrp.advert_interval,
+        preempt: cfg.vrrp.preempt,
+        preempt_delay: cfg.vrrp.preempt_delay,
+        vip: cfg.control_plane_vip,
+        unicast_peers: cfg.vrrp.unicast_peers.clone(),
+        unicast_source: cfg.vrrp.unicast_source,
+        checksum: match cfg.vrrp.checksum {
+            Checksum::PseudoHeader => ChecksumMode::PseudoHeader,
+            Checksum::MessageOnly => ChecksumMode::MessageOnly,
+        },
+        garp_repeat: cfg.vrrp.garp.repeat,
+        garp_delay: cfg.vrrp.garp.delay,
+        garp_refresh: cfg.vrrp.garp.refresh,
+    }
+}
+
+/// The priority this node advertises while it has no healthy backend: configured + weight, kept within
+/// 1..=254 (tracking never makes or unmakes an address owner, and never means "leaving").
+pub fn tracked_priority(base: Priority, weight: i16) -> Priority {
+    if base == Priority::OWNER {
+        return base;
+    }
+    let p = (i32::from(base.get()) + i32::from(weight)).clamp(1, 254);
+    Priority(p as u8)
+}
+
+/// What tracking asks of VRRP for a given health picture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrackDecision {
+    pub priority: Priority,
+    pub fault: bool,
+}
+
+pub fn track_decision(cfg: &Config, any_healthy: bool) -> TrackDecision {
+    let base = cfg.vrrp.priority;
+    match (any_healthy, cfg.vrrp.track) {
+        (true, _) => TrackDecision {
+            priority: base,
+            fault: false,
+        },
+        (false, Track::Weight(w)) => TrackDecision {
+            priority: tracked_priority(base, w),
+            fault: false,
+        },
+        (false, Track::Fault) => TrackDecision {
+            priority: base,
+            fault: true,
+        },
+    }
+}
+
+fn to_proxy_backends(snap: &health::Snapshot) -> proxy::Backends {
+    Arc::new(
+        snap.iter()
+            .map(|b| proxy::BackendState {
+                addr: b.addr,
+                healthy: b.healthy,
+            })
+            .collect(),
+    )
+}
+
+/// The live pieces the admin endpoint and the metrics read; swapped as a whole when VRRP restarts on reload.
+#[derive(Debug, Clone)]
+pub struct Live {
+    pub config: Arc<Config>,
+    pub vrrp_status: watch::Receiver<vrrp::sys::VrrpStatus>,
+    pub vrrp_stats: Arc<vrrp::sys::VrrpStats>,
+    pub health: watch::Receiver<health::Snapshot>,
+    pub proxy_stats: Arc<proxy::ProxyStats>,
+    pub proxy_listen: SocketAddr,
+    pub started: SystemTime,
+    pub reloads: u64,
+    pub reload_failures: u64,
+}
+
+pub type SharedLive = Arc<RwLock<Live>>;
+
+/// Runs the daemon until SIGTERM / SIGINT; returns once the VIP is handed over and the proxy is drained.
+pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
+    let needs_bind_service =
+        cfg.control_plane_lb_port < 1024 || cfg.admin.listen.port() < 1024;
+    caps::check(needs_bind_service).context("vipd run needs these capabilities")?;
+
+    let cfg = Arc::new(cfg);
+    info!(
+        config = %config_path.display(),
+        vip = %cfg.control_plane_vip,
+        port = cfg.control_plane_lb_port,
+        interface = %cfg.interface,
+        vrid = cfg.vrrp.vrid.get(),
+        priority = cfg.vrrp.priority.get(),
+        backends = cfg.backends.len(),
+        "starting vipd {}",
+        env!("CARGO_PKG_VERSION")
+    );
+
+    // Health first: a bad CA or client certificate refuses the start before anything touches the network.
+    let checker = health::HealthChecker::start(health_config(&cfg), cfg.backends.clone())
+        .context("health checks")?;
+    let mut health_rx = checker.subscribe();
+
+    let (backends_tx, backends_rx) = watch::channel(to_proxy_backends(&health_rx.borrow()));
+    let proxy = proxy::Proxy::bind(proxy_config(&cfg), backends_rx)
+        .with_context(|| format!("proxy: cannot listen on {}", cfg.proxy_listen()))?;
+    let proxy_listen = proxy.local_addr();
+    let proxy_handle = proxy.handle();
+    let proxy_stats = proxy.stats();
+
+    let admin_listener = admin::bind(cfg.admin.listen)
+        .await
+        .with_context(|| format!("admin: cannot listen on {}", cfg.admin.listen))?;
+
+    // Join VRRP with the priority the backends deserve: wait (briefly) for the first round of checks.
+    let first_round = Instant::now() + first_round_budget(&cfg);
+    while !health_rx.borrow().iter().all(|b| b.checks > 0) {
+        let left = first_round.saturating_duration_since(Instant::now());
+        if left.is_zero() || tokio::time::timeout(left, health_rx.changed()).await.is_err() {
+            break;
+        }
+    }
+    let any_healthy = health_rx.borrow().iter().any(|b| b.healthy);
+    let decision = track_decision(&cfg, any_healthy);
+
+    let instance = Instance::start(instance_config(&cfg))
+        .await
+        .context("VRRP")?;
+    apply_track(Some(&instance), decision);
+    if !any_healthy {
+        warn!("no healthy backend yet: joining VRRP with priority {}", decision.priority);
+    }
+
+    // Every socket is open: keep only the capabilities the daemon still uses.
+    if let Err(e) = caps::drop_to_required(needs_bind_service) {
+        warn!("cannot drop capabilities: {e}");
+    }
+
+    let live: SharedLive = Arc::new(RwLock::new(Live {
+        config: cfg.clone(),
+        vrrp_status: instance.status(),
+        vrrp_stats: instance.stats(),
+        health: checker.subscribe(),
+        proxy_stats: proxy_stats.clone(),
+        proxy_listen,
+        started: SystemTime::now(),
+        reloads: 0,
+        reload_failures: 0,
+    }));
+
+    let shutdown = CancellationToken::new();
+    let proxy_cancel = CancellationToken::new();
+    let proxy_task = tokio::spawn(proxy.run(proxy_cancel.clone()));
+
+    // Tracking: health -> proxy backend set and VRRP priority. The instance is replaced on reload, so the task
+    // talks to it through a channel of decisions the main loop forwards.
+    let (track_tx, mut track_rx) = watch::channel(decision);
+    let (cfg_tx, cfg_rx) = watch::channel(cfg.clone());
+    let tracker = tokio::spawn(track_health(
+        checker.subscribe(),
+        cfg_rx,
+        backends_tx,
+        track_tx,
+        shutdown.clone(),
+    ));
+
+    let admin_task = tokio::spawn(admin::serve(
+        admin_listener,
+        AdminState::new(live.clone()),
+        shutdown.clone(),
+    ));
+
+    notify::ready();
+    let watchdog = notify::spawn_watchdog(shutdown.clone());
+    info!(proxy = %proxy_listen, admin = %cfg.admin.listen, "vipd is running");
+
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    let mut current = cfg;
+    let mut instance = Some(instance);
+    loop {
+        tokio::select! {
+            _ = sigterm.recv() => { info!("SIGTERM: handing over the VIP and draining"); break; }
+            _ = sigint.recv() => { info!("SIGINT: handing over the VIP and draining"); break; }
+            _ = sighup.recv() => {
+                notify::reloading();
+                let result = reload(&config_path, &current, &checker, &proxy_handle, &mut instance).await;
+                let mut l = live.write().unwrap_or_else(|e| e.into_inner());
+                match result {
+                    Ok(Some(new)) => {
+                        current = new.clone();
+                        let _ = cfg_tx.send(new.clone());
+                        l.config = new;
+                        l.reloads += 1;
+                    }
+                    Ok(None) => l.reloads += 1,
+                    Err(e) => {
+                        l.reload_failures += 1;
+                        error!("reload refused, the running config stays: {e:#}");
+                    }
+                }
+                if let Some(i) = &instance {
+                    l.vrrp_status = i.status();
+                    l.vrrp_stats = i.stats();
+                }
+                drop(l);
+                // Whatever the reload did, the instance gets the current tracking decision.
+                apply_track(instance.as_ref(), *track_rx.borrow_and_update());
+                notify::ready();
+            }
+            changed = track_rx.changed() => {
+                if changed.is_err() { break; }
+                apply_track(instance.as_ref(), *track_rx.borrow_and_update());
+            }
+        }
+    }
+
+    notify::stopping();
+    // VIP first (priority 0: the backup takes over after its skew time), then the proxy drains what it has.
+    if let Some(i) = instance {
+        i.shutdown().await;
+        info!("VIP handed over");
+    }
+    proxy_cancel.cancel();
+    if let Err(e) = proxy_task.await {
+        error!("proxy task failed: {e}");
+    }
+    shutdown.cancel();
+    let _ = tracker.await;
+    let _ = admin_task.await;
+    if let Some(w) = watchdog {
+        let _ = w.await;
+    }
+    checker.shutdown().await;
+    info!("stopped");
+    Ok(())
+}
+
+fn apply_track(instance: Option<&Instance>, d: TrackDecision) {
+    if let Some(i) = instance {
+        i.set_priority(d.priority);
+        i.set_track_fault(d.fault);
+    }
+}
+
+/// Health -> proxy backends and tracking decisions, until shutdown.
+async fn track_health(
+    mut health_rx: watch::Receiver<health::Snapshot>,
+    mut cfg_rx: watch::Receiver<Arc<Config>>,
+    backends_tx: watch::Sender<proxy::Backends>,
+    track_tx: watch::Sender<TrackDecision>,
+    shutdown: CancellationToken,
+) {
+    let mut last_any: Option<bool> = None;
+    loop {
+        let snap = health_rx.borrow_and_update().clone();
+        let cfg = cfg_rx.borrow_and_update().clone();
+        backends_tx.send_replace(to_proxy_backends(&snap));
+        let any = snap.iter().any(|b| b.healthy);
+        if last_any != Some(any) {
+            if last_any.is_some() {
+                if any {
+                    info!("a backend is healthy again: VRRP priority back to configured");
+                } else {
+                    warn!(
+                        "no healthy backend: {}",
+                        match cfg.vrrp.track {
+                            Track::Fault => "VRRP goes to fault".to_string(),
+                            Track::Weight(w) => format!("VRRP priority adjusted by {w}"),
+                        }
+                    );
+                }
+            }
+            last_any = Some(any);
+        }
+        track_tx.send_if_modified(|d| {
+            let new = track_decision(&cfg, any);
+            let changed = *d != new;
+            *d = new;
+            changed
+        });
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = health_rx.changed() => if r.is_err() { return },
+            r = cfg_rx.changed() => if r.is_err() { return },
+        }
+    }
+}
+
+/// Applies a new config file. `Ok(None)` when nothing changed, `Ok(Some)` with the config now running; an error
+/// leaves everything as it was.
+async fn reload(
+    path: &Path,
+    current: &Arc<Config>,
+    checker: &health::HealthChecker,
+    proxy: &proxy::ProxyHandle,
+    instance: &mut Option<Instance>,
+) -> anyhow::Result<Option<Arc<Config>>> {
+    let new = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            // The same lines `vipd validate` prints.
+            for line in e.to_string().lines() {
+                error!("reload: {line}");
+            }
+            anyhow::bail!("{} is not valid", path.display());
+        }
+    };
+    if new == **current {
+        info!("reload: configuration unchanged");
+        return Ok(None);
+    }
+    if new.proxy_listen() != current.proxy_listen() || new.admin.listen != current.admin.listen {
+        anyhow::bail!(
+            "controlPlaneLBPort, proxy.bind and admin.listen cannot change on reload (restart vipd to apply them)"
+        );
+    }
+    // Health may still refuse (unreadable CA file, bad key): nothing is applied before it agrees.
+    checker
+        .reconfigure(health_config(&new), new.backends.clone())
+        .context("health checks")?;
+    proxy.update(proxy_config(&new).settings());
+    if instance_config(&new) != instance_config(current) {
+        // One instance at a time: the new one would otherwise remove the old one's VIP as stale.
+        info!("reload: VRRP settings changed, restarting the instance (priority 0 handover if master)");
+        if let Some(old) = instance.take() {
+            old.shutdown().await;
+        }
+        match Instance::start(instance_config(&new)).await {
+            Ok(i) => *instance = Some(i),
+            Err(e) => {
+                error!("reload: the new VRRP settings do not start ({e}); restarting with the old ones");
+                *instance = Some(
+                    Instance::start(instance_config(current))
+                        .await
+                        .context("VRRP restart with the old settings")?,
+                );
+                // Health and proxy already run the new settings; say so rather than pretend nothing happened.
+                anyhow::bail!("VRRP: {e}");
+            }
+        }
+    }
+    info!(
+        backends = new.backends.len(),
+        "reload: new configuration applied"
+    );
+    Ok(Some(Arc::new(new)))
+}
+
+/// The address VRRP would use as the primary address, for display only.
+pub fn describe_addr(a: Option<IpAddr>) -> String {
+    a.map(|a| a.to_string()).unwrap_or_else(|| "-".into())
+}
