@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod config;
 pub mod localnet;
 pub mod logging;
+pub mod notify;
 
 #[cfg(test)]
 mod golden;
