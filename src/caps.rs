@@ -22,6 +22,20 @@ pub fn required(needs_bind_service: bool) -> Vec<Capability> {
     v
 }
 
+/// Whether listening on any of `ports` takes CAP_NET_BIND_SERVICE: a port below the kernel's
+/// `net.ipv4.ip_unprivileged_port_start` (1024 unless lowered; it applies to IPv6 too).
+pub fn needs_bind_service(ports: &[u16]) -> bool {
+    let start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .unwrap_or(1024);
+    privileged(ports, start)
+}
+
+fn privileged(ports: &[u16], unprivileged_start: u32) -> bool {
+    ports.iter().any(|p| u32::from(*p) < unprivileged_start)
+}
+
 /// Capabilities that are needed and not held, with a message an operator can act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MissingCaps {
@@ -188,6 +202,19 @@ mod tests {
         assert_eq!(parse_status_mask(STATUS, "CapInh"), Some(0));
         assert_eq!(parse_status_mask(STATUS, "CapXyz"), None);
         assert_eq!(parse_status_mask("CapEff:\tzz\n", "CapEff"), None);
+    }
+
+    #[test]
+    fn privileged_ports() {
+        assert!(privileged(&[9440, 443], 1024));
+        assert!(!privileged(&[9440, 6443], 1024));
+        assert!(
+            !privileged(&[443], 0),
+            "a lowered sysctl makes every port unprivileged"
+        );
+        assert!(!privileged(&[], 1024));
+        // On this machine, 443 needs it unless the sysctl was lowered; 9440 never does.
+        assert!(!needs_bind_service(&[9440]));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The `vipd` command line: argument parsing (clap derive) and each subcommand's output and exit code.
 //!
-//! Exit codes: 0 success, 1 the input is invalid (or the daemon said no), 2 usage errors (clap's own).
+//! Exit codes: 0 success; 1 invalid input, or a daemon that answered wrongly; 2 usage errors; 3 (`status`)
+//! no daemon answers.
 
 use std::io::Write;
 use std::net::IpAddr;
@@ -9,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::admin::{self, FetchError};
 use crate::cluster::{self, ClusterOptions};
 use crate::config::{fmt_duration, Config, ConfigError};
 use crate::localnet::{self, Cidr};
@@ -32,7 +34,22 @@ pub struct Cli {
 pub enum Command {
     /// Check a vipd config, or derive and check one from a cluster config; prints every error at once.
     Validate(ValidateArgs),
+    /// Show the running daemon's VRRP state, VIP, proxy and backends (from its admin endpoint).
+    Status(StatusArgs),
 }
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The daemon's admin endpoint (its `admin.listen`).
+    #[arg(long, value_name = "URL", default_value_t = admin::default_admin_url())]
+    pub admin: String,
+    /// Print the raw JSON status document instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How long `vipd status` waits for the daemon.
+const STATUS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("input").required(true).args(["config", "cluster_config"])))]
@@ -66,6 +83,42 @@ pub fn main() -> ExitCode {
     let mut err = std::io::stderr().lock();
     match cli.command {
         Command::Validate(args) => validate(&args, &mut out, &mut err),
+        Command::Status(args) => {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = writeln!(err, "vipd: cannot start the runtime: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            rt.block_on(status(&args, &mut out, &mut err))
+        }
+    }
+}
+
+/// `vipd status`: the table (or, with `--json`, the document as served) to `out`; failures to `err`.
+pub async fn status(args: &StatusArgs, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
+    match admin::fetch_status(&args.admin, STATUS_TIMEOUT).await {
+        Ok((doc, raw)) => {
+            let text = if args.json {
+                raw
+            } else {
+                admin::render_status(&doc)
+            };
+            let _ = out.write_all(text.as_bytes());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let _ = writeln!(err, "vipd status: {e}");
+            ExitCode::from(match e {
+                FetchError::BadUrl(_) => 2,
+                FetchError::NoDaemon { .. } => 3,
+                FetchError::BadResponse { .. } => 1,
+            })
+        }
     }
 }
 
@@ -150,4 +203,75 @@ pub fn summary(file: &str, c: &Config) -> String {
         c.vrrp.priority,
         fmt_duration(c.vrrp.advert_interval.as_duration()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(admin: String, json: bool) -> StatusArgs {
+        StatusArgs { admin, json }
+    }
+
+    #[tokio::test]
+    async fn status_prints_the_table_or_the_json() {
+        let s = crate::admin::tests::start().await;
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = status(
+            &args(format!("http://{}", s.addr), false),
+            &mut out,
+            &mut err,
+        )
+        .await;
+        assert_eq!(code, ExitCode::SUCCESS);
+        assert!(err.is_empty());
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            admin::render_status(&crate::admin::tests::sample_doc())
+        );
+
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = status(&args(s.addr.to_string(), true), &mut out, &mut err).await;
+        assert_eq!(code, ExitCode::SUCCESS);
+        let doc: admin::StatusDoc = serde_json::from_slice(&out).unwrap();
+        assert_eq!(doc, crate::admin::tests::sample_doc());
+        s.stop.cancel();
+        s.task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn status_without_a_daemon_says_so() {
+        let s = crate::admin::tests::start().await;
+        s.stop.cancel();
+        s.task.await.unwrap();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = status(&args(s.addr.to_string(), false), &mut out, &mut err).await;
+        assert_eq!(code, ExitCode::from(3));
+        assert!(out.is_empty());
+        let msg = String::from_utf8(err).unwrap();
+        assert!(
+            msg.starts_with(&format!(
+                "vipd status: no vipd answers at http://{}/status: ",
+                s.addr
+            )),
+            "{msg}"
+        );
+
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = status(&args("ftp://x".to_string(), false), &mut out, &mut err).await;
+        assert_eq!(code, ExitCode::from(2));
+    }
+
+    #[test]
+    fn default_admin_url_is_the_default_listen() {
+        assert_eq!(admin::default_admin_url(), "http://127.0.0.1:9440");
+        let cli = Cli::try_parse_from(["vipd", "status"]).unwrap();
+        match cli.command {
+            Command::Status(a) => {
+                assert_eq!((a.admin.as_str(), a.json), ("http://127.0.0.1:9440", false))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

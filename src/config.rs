@@ -179,6 +179,13 @@ impl Config {
     /// Validates an already parsed document; every problem is returned, not just the first.
     pub fn from_value(value: Value) -> Result<Config, FieldErrors> {
         let mut errs = FieldErrors::default();
+        if value.is_null() {
+            errs.push(
+                "",
+                "the file is empty; interface, controlPlaneVIP, backends and vrrp.vrid are required",
+            );
+            return Err(errs);
+        }
         let config =
             Section::new("", value, &mut errs).and_then(|root| parse_root(root, &mut errs));
         match config {
@@ -331,7 +338,7 @@ fn parse_root(mut root: Section, errs: &mut FieldErrors) -> Option<Config> {
         .and_then(|v| parse_backends(&root.path("backends"), v, errs));
 
     let mut vrrp_sec = root.section("vrrp", errs);
-    let vrrp = parse_vrrp(&mut vrrp_sec, errs);
+    let (vrrp, partial_vrrp) = parse_vrrp(&mut vrrp_sec, errs);
     vrrp_sec.finish(errs);
     let mut health_sec = root.section("health", errs);
     let health = parse_health(&mut health_sec, errs);
@@ -348,18 +355,22 @@ fn parse_root(mut root: Section, errs: &mut FieldErrors) -> Option<Config> {
     admin_sec.finish(errs);
     root.finish(errs);
 
+    // The cross-field rules all relate to the VIP; they still run when other fields failed, on what did
+    // parse (a failed list is empty here), so one pass shows every error. The placeholders never escape:
+    // any error makes the whole result an error.
+    let complete = interface.is_some() && backends.is_some() && vrrp.is_some();
     let config = Config {
-        interface: interface?,
+        interface: interface.unwrap_or_default(),
         control_plane_vip: vip?,
         control_plane_lb_port: lb_port,
-        backends: backends?,
-        vrrp: vrrp?,
+        backends: backends.unwrap_or_default(),
+        vrrp: vrrp.unwrap_or(partial_vrrp),
         health,
         proxy,
         admin,
     };
     cross_checks(&config, errs);
-    Some(config)
+    complete.then_some(config)
 }
 
 /// Linux interface names: 1..=15 bytes, no `/`, no whitespace, not `.` or `..`.
@@ -427,7 +438,8 @@ fn parse_backends(path: &str, v: Value, errs: &mut FieldErrors) -> Option<Vec<So
     ok.then_some(out)
 }
 
-fn parse_vrrp(s: &mut Section, errs: &mut FieldErrors) -> Option<VrrpConfig> {
+/// The section, when complete; and in any case what parsed, defaults elsewhere (for the cross-field rules).
+fn parse_vrrp(s: &mut Section, errs: &mut FieldErrors) -> (Option<VrrpConfig>, VrrpConfig) {
     let mut c = VrrpConfig::default();
     let vrid = s
         .require("vrid", errs)
@@ -502,8 +514,13 @@ fn parse_vrrp(s: &mut Section, errs: &mut FieldErrors) -> Option<VrrpConfig> {
     );
     garp.finish(errs);
     set(&mut c.track, s.field("trackWeight", errs, track_weight));
-    c.vrid = Vrid::new(vrid? as u8)?;
-    Some(c)
+    match vrid.and_then(|n| Vrid::new(n as u8)) {
+        Some(v) => {
+            c.vrid = v;
+            (Some(c.clone()), c)
+        }
+        None => (None, c),
+    }
 }
 
 /// 10ms..=40.95s in whole centiseconds: the packet carries a 12-bit centisecond count.

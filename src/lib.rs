@@ -1,12 +1,14 @@
 //! The vipd daemon as a library: configuration, the command line, and the pieces the supervisor wires together.
 //! `main.rs` only calls `cli::main`; everything else lives here so that integration tests can reach it.
 
+pub mod admin;
 pub mod caps;
 pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod localnet;
 pub mod logging;
+pub mod notify;
 
 #[cfg(test)]
 mod golden;

@@ -198,6 +198,32 @@ fn required_keys() {
 }
 
 #[test]
+fn empty_file() {
+    for text in ["", "# only a comment\n", "---\n"] {
+        assert_eq!(
+            errors(text),
+            ["the file is empty; interface, controlPlaneVIP, backends and vrrp.vrid are required"],
+            "{text:?}"
+        );
+    }
+}
+
+#[test]
+fn cross_field_rules_run_even_when_other_fields_fail() {
+    let y = format!("{BASE}vrrp:\n  vrid: 0\n  unicastPeers: [2001:db8::2]\n");
+    assert_eq!(
+        errors(&y),
+        [
+            "vrrp.vrid: 0 is out of range 1..=255",
+            "vrrp.unicastPeers[0]: 2001:db8::2 is IPv6 but controlPlaneVIP 192.0.2.100 is IPv4"
+        ]
+    );
+    // Without a VIP there is nothing to relate the peers to: no guesswork.
+    let y = "interface: eth0\nbackends: [192.0.2.20:6443]\nvrrp: {vrid: 1, unicastPeers: [2001:db8::2]}\n";
+    assert_eq!(errors(y), ["controlPlaneVIP: is required"]);
+}
+
+#[test]
 fn document_must_be_a_mapping() {
     assert_eq!(errors("- a\n- b\n"), ["a list is not a mapping"]);
     assert_eq!(
