@@ -515,3 +515,21 @@ fn exec_start_line_runs_under_the_unit_capabilities() {
         "{out:?}"
     );
 }
+
+/// CI's `systemd-analyze verify` and offline security review of the unit (systemd/check.sh), with the
+/// binary under test standing in for /usr/local/bin/vipd. Needs the Debian package `systemd` (no running
+/// systemd).
+#[test]
+fn systemd_analyze_accepts_the_unit() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/check.sh");
+    let mut cmd = Command::new(script);
+    cmd.arg(env!("CARGO_BIN_EXE_vipd"));
+    let out = run_bounded(cmd);
+    assert!(
+        out.status.success(),
+        "systemd/check.sh failed:\n{}{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(out.stdout.contains("no messages"), "{out:?}");
+}
