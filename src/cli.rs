@@ -11,6 +11,9 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::admin::{self, FetchError};
+use crate::caps;
+use crate::manifest;
+use crate::supervisor;
 use crate::cluster::{self, ClusterOptions};
 use crate::config::{fmt_duration, Config, ConfigError};
 use crate::localnet::{self, Cidr};
@@ -34,8 +37,29 @@ pub struct Cli {
 pub enum Command {
     /// Check a vipd config, or derive and check one from a cluster config; prints every error at once.
     Validate(ValidateArgs),
+    /// Run the daemon: hold and move the VIP with VRRP, health-check the apiservers and proxy to them.
+    Run(RunArgs),
+    /// Print this node's static pod manifest (install it as /etc/kubernetes/manifests/vipd.yaml).
+    Manifest(ManifestArgs),
     /// Show the running daemon's VRRP state, VIP, proxy and backends (from its admin endpoint).
     Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The vipd config file (re-read on SIGHUP).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ManifestArgs {
+    /// The vipd config file, as it lies on the node (mounted into the pod from that path).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Container image [default: localhost/vipd:v<version>].
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -83,6 +107,8 @@ pub fn main() -> ExitCode {
     let mut err = std::io::stderr().lock();
     match cli.command {
         Command::Validate(args) => validate(&args, &mut out, &mut err),
+        Command::Run(args) => run(&args, &mut err),
+        Command::Manifest(args) => manifest(&args, &mut out, &mut err),
         Command::Status(args) => {
             let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -120,6 +146,73 @@ pub async fn status(args: &StatusArgs, out: &mut dyn Write, err: &mut dyn Write)
             })
         }
     }
+}
+
+/// `vipd run`: the same checks as `validate`, then the capabilities, then the daemon until SIGTERM.
+/// Nothing touches the network before the config and the capabilities are known to be good.
+pub fn run(args: &RunArgs, err: &mut dyn Write) -> ExitCode {
+    let cfg = match Config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = writeln!(err, "vipd run: refusing to start with an invalid config");
+            return report_load_error(&args.config, &e, err);
+        }
+    };
+    let needs_bind_service =
+        caps::needs_bind_service(&[cfg.control_plane_lb_port, cfg.admin.listen.port()]);
+    if let Err(e) = caps::check(needs_bind_service) {
+        let _ = writeln!(err, "vipd run: {e}");
+        return ExitCode::from(1);
+    }
+    // Capabilities are per thread: drop them while this is the only thread, before the runtime starts.
+    if let Err(e) = caps::drop_to_required(needs_bind_service) {
+        let _ = writeln!(err, "vipd run: cannot drop capabilities: {e}");
+        return ExitCode::from(1);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("vipd")
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = writeln!(err, "vipd run: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(supervisor::run(args.config.clone(), cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("vipd run: {e:#}");
+            let _ = writeln!(err, "vipd run: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `vipd manifest`: the static pod for this node's config.
+pub fn manifest(args: &ManifestArgs, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
+    let cfg = match Config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => return report_load_error(&args.config, &e, err),
+    };
+    let host_path = std::path::absolute(&args.config).unwrap_or_else(|_| args.config.clone());
+    let https = cfg.health.kind == crate::config::HealthKind::Https;
+    let shown = |p: &Path| p.display().to_string();
+    let opts = manifest::ManifestOptions {
+        image: args.image.clone().unwrap_or_else(manifest::default_image),
+        config_host_path: shown(&host_path),
+        admin: cfg.admin.listen,
+        drain_timeout: cfg.proxy.drain_timeout,
+        node_name: None,
+        tls_files: manifest::TlsFiles {
+            ca_file: (https && !cfg.health.insecure_skip_verify).then(|| shown(&cfg.health.ca_file)),
+            client_cert: cfg.health.client_auth.as_ref().map(|c| shown(&c.cert)),
+            client_key: cfg.health.client_auth.as_ref().map(|c| shown(&c.key)),
+        },
+    };
+    let _ = out.write_all(manifest::render(&opts).as_bytes());
+    ExitCode::SUCCESS
 }
 
 /// `vipd validate`: errors to `err`, one line each, then a count; the one-line summary to `out` when valid.

@@ -8,7 +8,10 @@ pub mod cluster;
 pub mod config;
 pub mod localnet;
 pub mod logging;
+pub mod manifest;
+pub mod metrics;
 pub mod notify;
+pub mod supervisor;
 
 #[cfg(test)]
 mod golden;

@@ -6,7 +6,7 @@
 //! SIGHUP reloads the config file, applying what can change live and restarting the VRRP instance cleanly when
 //! its settings changed.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -17,10 +17,11 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::admin::{self, AdminState};
-use crate::caps;
+use crate::admin::{self, AdminState, BackendStatus, ProxyStatus, StatusDoc, VipStatus, VrrpState};
 use crate::config::{Balance, Checksum, Config, HealthKind, Track};
-use crate::notify;
+use crate::config::fmt_duration;
+use crate::metrics;
+use crate::notify::Notifier;
 use vrrp::proto::{ChecksumMode, Priority};
 use vrrp::sys::{Instance, InstanceConfig};
 
@@ -154,11 +155,9 @@ pub struct Live {
 pub type SharedLive = Arc<RwLock<Live>>;
 
 /// Runs the daemon until SIGTERM / SIGINT; returns once the VIP is handed over and the proxy is drained.
+///
+/// Capabilities are checked and dropped by the caller, before the runtime starts (they are per thread).
 pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
-    let needs_bind_service =
-        cfg.control_plane_lb_port < 1024 || cfg.admin.listen.port() < 1024;
-    caps::check(needs_bind_service).context("vipd run needs these capabilities")?;
-
     let cfg = Arc::new(cfg);
     info!(
         config = %config_path.display(),
@@ -207,11 +206,6 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
         warn!("no healthy backend yet: joining VRRP with priority {}", decision.priority);
     }
 
-    // Every socket is open: keep only the capabilities the daemon still uses.
-    if let Err(e) = caps::drop_to_required(needs_bind_service) {
-        warn!("cannot drop capabilities: {e}");
-    }
-
     let live: SharedLive = Arc::new(RwLock::new(Live {
         config: cfg.clone(),
         vrrp_status: instance.status(),
@@ -226,13 +220,14 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     let proxy_cancel = CancellationToken::new();
-    let proxy_task = tokio::spawn(proxy.run(proxy_cancel.clone()));
+    let tasks = Tasks::default();
+    let proxy_task = tasks.proxy.spawn(proxy.run(proxy_cancel.clone()));
 
     // Tracking: health -> proxy backend set and VRRP priority. The instance is replaced on reload, so the task
     // talks to it through a channel of decisions the main loop forwards.
     let (track_tx, mut track_rx) = watch::channel(decision);
     let (cfg_tx, cfg_rx) = watch::channel(cfg.clone());
-    let tracker = tokio::spawn(track_health(
+    let tracker = tasks.tracker.spawn(track_health(
         checker.subscribe(),
         cfg_rx,
         backends_tx,
@@ -240,14 +235,31 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
         shutdown.clone(),
     ));
 
-    let admin_task = tokio::spawn(admin::serve(
-        admin_listener,
-        AdminState::new(live.clone()),
-        shutdown.clone(),
-    ));
+    let registry = Arc::new(metrics::registry(live.clone()));
+    let admin_state = {
+        let (l1, l2, l3) = (live.clone(), live.clone(), live.clone());
+        let (tasks1, tasks2) = (tasks.clone(), tasks.clone());
+        AdminState::new(
+            registry,
+            move || status_doc(&l1.read().unwrap_or_else(|e| e.into_inner())),
+            move || liveness(&l2.read().unwrap_or_else(|e| e.into_inner()), &tasks1),
+            move || readiness(&l3.read().unwrap_or_else(|e| e.into_inner()), &tasks2),
+        )
+    };
+    let admin_task = tokio::spawn(admin::serve(admin_listener, admin_state, shutdown.clone()));
 
-    notify::ready();
-    let watchdog = notify::spawn_watchdog(shutdown.clone());
+    let notifier = Notifier::from_env();
+    let ready_status = |c: &Config| format!("VIP {} on {}, proxy {}", c.control_plane_vip, c.interface, proxy_listen);
+    if let Err(e) = notifier.ready(&ready_status(&cfg)) {
+        warn!("sd_notify READY failed: {e}");
+    }
+    let watchdog = {
+        let (l, t) = (live.clone(), tasks.clone());
+        notifier.spawn_watchdog(
+            move || liveness(&l.read().unwrap_or_else(|e| e.into_inner()), &t).is_ok(),
+            shutdown.clone(),
+        )
+    };
     info!(proxy = %proxy_listen, admin = %cfg.admin.listen, "vipd is running");
 
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -260,7 +272,7 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
             _ = sigterm.recv() => { info!("SIGTERM: handing over the VIP and draining"); break; }
             _ = sigint.recv() => { info!("SIGINT: handing over the VIP and draining"); break; }
             _ = sighup.recv() => {
-                notify::reloading();
+                let _ = notifier.reloading();
                 let result = reload(&config_path, &current, &checker, &proxy_handle, &mut instance).await;
                 let mut l = live.write().unwrap_or_else(|e| e.into_inner());
                 match result {
@@ -283,7 +295,7 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
                 drop(l);
                 // Whatever the reload did, the instance gets the current tracking decision.
                 apply_track(instance.as_ref(), *track_rx.borrow_and_update());
-                notify::ready();
+                let _ = notifier.ready(&ready_status(&current));
             }
             changed = track_rx.changed() => {
                 if changed.is_err() { break; }
@@ -292,7 +304,7 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
         }
     }
 
-    notify::stopping();
+    let _ = notifier.stopping();
     // VIP first (priority 0: the backup takes over after its skew time), then the proxy drains what it has.
     if let Some(i) = instance {
         i.shutdown().await;
@@ -311,6 +323,116 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
     checker.shutdown().await;
     info!("stopped");
     Ok(())
+}
+
+/// Whether a long-running task is still running, for `/healthz` and the systemd watchdog.
+#[derive(Debug, Clone, Default)]
+pub struct TaskFlag(Arc<std::sync::atomic::AtomicBool>);
+
+impl TaskFlag {
+    fn spawn<F>(&self, fut: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        use std::sync::atomic::Ordering;
+        self.0.store(true, Ordering::SeqCst);
+        let flag = self.0.clone();
+        tokio::spawn(async move {
+            let out = fut.await;
+            flag.store(false, Ordering::SeqCst);
+            out
+        })
+    }
+
+    pub fn running(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Tasks {
+    pub proxy: TaskFlag,
+    pub tracker: TaskFlag,
+}
+
+/// `/healthz`: the process and its tasks are alive.
+pub fn liveness(live: &Live, tasks: &Tasks) -> admin::Check {
+    if live.vrrp_status.has_changed().is_err() {
+        return Err("the VRRP driver stopped".into());
+    }
+    if !tasks.tracker.running() {
+        return Err("the health tracking task stopped".into());
+    }
+    if !tasks.proxy.running() {
+        return Err("the proxy stopped".into());
+    }
+    Ok(())
+}
+
+/// `/readyz`: VRRP running (past initialize) and the proxy listening.
+pub fn readiness(live: &Live, tasks: &Tasks) -> admin::Check {
+    liveness(live, tasks)?;
+    let state = live.vrrp_status.borrow().state;
+    if state == vrrp::proto::State::Initialize {
+        return Err("VRRP is still initializing".into());
+    }
+    Ok(())
+}
+
+/// The `/status` document.
+pub fn status_doc(live: &Live) -> StatusDoc {
+    let c = &live.config;
+    let v = live.vrrp_status.borrow().clone();
+    let health = live.health.borrow().clone();
+    let ps = &live.proxy_stats;
+    use std::sync::atomic::Ordering::Relaxed;
+    StatusDoc {
+        node: node_name(),
+        vrrp: admin::VrrpStatus {
+            state: match v.state {
+                vrrp::proto::State::Initialize => VrrpState::Initialize,
+                vrrp::proto::State::Backup => VrrpState::Backup,
+                vrrp::proto::State::Master => VrrpState::Master,
+                vrrp::proto::State::Fault => VrrpState::Fault,
+            },
+            vrid: c.vrrp.vrid.get(),
+            priority: c.vrrp.priority.get(),
+            effective_priority: v.effective_priority.get(),
+            master_address: v.master_address,
+            advert_interval: fmt_duration(v.master_advert_interval.as_duration()),
+            transitions: v.transitions,
+        },
+        vip: VipStatus {
+            address: c.control_plane_vip,
+            held: v.vip_held,
+        },
+        proxy: ProxyStatus {
+            listen: live.proxy_listen,
+            active_connections: ps.active.load(Relaxed),
+            total_connections: ps.accepted.load(Relaxed),
+        },
+        backends: health
+            .iter()
+            .map(|h| BackendStatus {
+                address: h.addr,
+                healthy: h.healthy,
+                since: admin::rfc3339(h.since),
+                reason: h.reason.clone().unwrap_or_else(|| "ok".into()),
+                active_connections: ps
+                    .backend(h.addr)
+                    .map(|b| b.active.load(Relaxed))
+                    .unwrap_or(0),
+            })
+            .collect(),
+    }
+}
+
+fn node_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn apply_track(instance: Option<&Instance>, d: TrackDecision) {
@@ -424,7 +546,3 @@ async fn reload(
     Ok(Some(Arc::new(new)))
 }
 
-/// The address VRRP would use as the primary address, for display only.
-pub fn describe_addr(a: Option<IpAddr>) -> String {
-    a.map(|a| a.to_string()).unwrap_or_else(|| "-".into())
-}
