@@ -24,5 +24,5 @@ fi
 
 mkdir -p corpus/decode
 # -max_total_time bounds the run; cargo fuzz exits non-zero if libFuzzer reports a crash or a leak.
-exec cargo "${toolchain[@]}" fuzz run "${sanitizer[@]}" --locked decode corpus/decode -- \
+exec cargo "${toolchain[@]}" fuzz run "${sanitizer[@]}" decode corpus/decode -- \
   -max_total_time="$secs" -max_len=4096 -timeout=10
