@@ -356,3 +356,34 @@ fn backup_priority_zero_sets_down_timer_to_skew_time() {
         changed(State::Backup, State::Master, R::PriorityZero)
     );
 }
+
+#[test]
+fn mismatches_are_reported_not_dropped() {
+    let t0 = Instant::now();
+    let mut c = cfg(100);
+    c.vips.push(IpAddr::from([192, 0, 2, 101]));
+    let mut r = Router::new(c);
+    let Input::Advert { src, mut advert } = advert(200) else {
+        unreachable!()
+    };
+    assert_eq!(
+        r.mismatch(&advert),
+        Some(vrrp::proto::router::Mismatch {
+            interval: None,
+            addresses: true
+        })
+    );
+    advert.addresses = vec![
+        IpAddr::from([192, 0, 2, 101]),
+        IpAddr::from([192, 0, 2, 100]),
+    ];
+    assert_eq!(r.mismatch(&advert), None);
+    advert.max_advert_int = Centis::new(50).unwrap();
+    let m = r.mismatch(&advert).unwrap();
+    assert_eq!((m.interval, m.addresses), (Centis::new(50), false));
+    // Still accepted: the backup follows the master and learns its interval.
+    r.handle(t0, Input::Startup);
+    r.handle(t0, Input::Advert { src, advert });
+    assert_eq!(r.master_advert_interval(), Centis::new(50).unwrap());
+    assert_eq!(r.master_address(), Some(src));
+}

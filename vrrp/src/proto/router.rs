@@ -105,6 +105,15 @@ pub enum Action {
     },
 }
 
+/// What a received advertisement has that our configuration does not (see [`Router::mismatch`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mismatch {
+    /// The sender's interval, when it is not ours.
+    pub interval: Option<Centis>,
+    /// The address lists differ (compared as sets).
+    pub addresses: bool,
+}
+
 /// `Skew_Time = ((256 - Priority) * Master_Adver_Interval) / 256`, in nanoseconds so nothing is truncated
 /// (the exact value is a multiple of 1/2 ns; the remainder is below anything a timer can express).
 pub fn skew_time(priority: Priority, master_adver_interval: Centis) -> Duration {
@@ -245,6 +254,24 @@ impl Router {
             max_advert_int: self.cfg.advert_interval,
             addresses: self.cfg.vips.clone(),
         }
+    }
+
+    /// How `adv` differs from our configuration. RFC 5798 7.1 says to log this, not to drop the packet: during
+    /// a rolling change of interval or VIPs both sides must keep electing.
+    pub fn mismatch(&self, adv: &Advertisement) -> Option<Mismatch> {
+        let interval =
+            (adv.max_advert_int != self.cfg.advert_interval).then_some(adv.max_advert_int);
+        let mut theirs = adv.addresses.clone();
+        let mut ours = self.cfg.vips.clone();
+        theirs.sort();
+        theirs.dedup();
+        ours.sort();
+        ours.dedup();
+        let addresses = theirs != ours;
+        (interval.is_some() || addresses).then_some(Mismatch {
+            interval,
+            addresses,
+        })
     }
 
     fn is_owner(&self) -> bool {

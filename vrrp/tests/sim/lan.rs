@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use vrrp::proto::packet::MULTICAST_V4;
+use vrrp::proto::packet::{MULTICAST_V4, MULTICAST_V6};
 use vrrp::proto::{
     Action, Advertisement, Centis, ChecksumMode, Input, Priority, Router, RouterConfig, State,
     TransitionReason, Vrid,
@@ -24,6 +24,23 @@ pub fn cfg(prio: u8, last_octet: u8, interval_cs: u16) -> RouterConfig {
         garp_repeat: 5,
         garp_delay: Duration::from_secs(5),
         garp_refresh: Duration::ZERO,
+    }
+}
+
+/// The same router on IPv6: link-local source fe80::N, VIP 2001:db8::100.
+pub fn cfg6(prio: u8, last: u16, interval_cs: u16) -> RouterConfig {
+    RouterConfig {
+        primary_address: IpAddr::from([0xfe80, 0, 0, 0, 0, 0, 0, last]),
+        vips: vec![IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100])],
+        ..cfg(prio, 1, interval_cs)
+    }
+}
+
+fn group(src: IpAddr) -> IpAddr {
+    if src.is_ipv4() {
+        MULTICAST_V4.into()
+    } else {
+        MULTICAST_V6.into()
     }
 }
 
@@ -190,11 +207,10 @@ impl Lan {
         self.sent.push((self.elapsed(), from, priority));
         let router = &self.nodes[from].router;
         let src = router.config().primary_address;
-        let bytes = router.advertisement(priority).encode(
-            src,
-            MULTICAST_V4.into(),
-            ChecksumMode::PseudoHeader,
-        );
+        let bytes =
+            router
+                .advertisement(priority)
+                .encode(src, group(src), ChecksumMode::PseudoHeader);
         for to in 0..self.nodes.len() {
             if to == from {
                 continue;
@@ -292,7 +308,7 @@ impl Lan {
                 if !to.alive || from.group != to.group {
                     continue;
                 }
-                let advert = Advertisement::decode(&p.bytes, p.src, MULTICAST_V4.into())
+                let advert = Advertisement::decode(&p.bytes, p.src, group(p.src))
                     .expect("the codec decodes what it encoded");
                 self.input(p.to, Input::Advert { src: p.src, advert });
             } else {

@@ -5,7 +5,7 @@ mod lan;
 
 use std::time::Duration;
 
-use lan::{cfg, rfc_mdi, rfc_skew, Lan};
+use lan::{cfg, cfg6, rfc_mdi, rfc_skew, Lan};
 use vrrp::proto::{Centis, Input, Priority, State, TransitionReason};
 
 const D: Duration = Duration::from_millis(1);
@@ -163,6 +163,24 @@ fn equal_priority_higher_address_wins() {
     );
     assert_eq!(lan.masters(), vec![1]);
     lan.check_golden("tie_break");
+}
+
+#[test]
+fn ipv6_equal_priority_higher_link_local_wins_and_loss_hands_over() {
+    let mut lan = Lan::new(D);
+    lan.add("r1", cfg6(100, 0xa, 100));
+    lan.add("r2", cfg6(100, 0x9, 100));
+    lan.add("r3", cfg6(90, 0xb, 100));
+    lan.startup_all();
+    lan.at(ms(10_500));
+    // fe80::a > fe80::9, compared as unsigned network-order bytes.
+    assert_eq!(lan.masters(), vec![0]);
+    lan.crash(0);
+    lan.at(s(20.0));
+    let last = lan.last_advert_before(0, ms(10_500));
+    assert_eq!(lan.became_master_at(1), Some(last + D + rfc_mdi(100, 100)));
+    assert!(!lan.ever_master(2));
+    lan.check_golden("ipv6_tie_break_and_loss");
 }
 
 #[test]
