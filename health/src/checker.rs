@@ -341,9 +341,12 @@ fn log_result(
 ) {
     match (change, reason) {
         (Some(true), _) => tracing::info!(backend = %addr, ?latency, "backend is up"),
-        (Some(false), r) => {
-            tracing::warn!(backend = %addr, reason = r.as_deref().unwrap_or("?"), "backend is down")
-        }
+        (Some(false), r) => tracing::warn!(
+            backend = %addr,
+            reason = %r.as_deref().unwrap_or("?"),
+            failures = state.failures,
+            "backend is down"
+        ),
         (None, Some(r)) if reason != last_reason => {
             if state.healthy() {
                 tracing::info!(backend = %addr, reason = %r, failures = state.failures, "check failed, backend still up");

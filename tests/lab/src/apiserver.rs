@@ -3,7 +3,8 @@
 //! Owns: [`TestPki`] (a CA made by rcgen, server certificates with chosen IP SANs, DNS names and validity
 //! including expired ones, client certificates; all written as PEM files into a temporary directory removed on
 //! drop), [`FakeApiserver`] (hyper 1 over tokio-rustls with the ring provider, or plain HTTP), a tiny HTTPS
-//! client [`get`] for tests, and [`fake_apiserver_bin`] which finds the `fake-apiserver` binary.
+//! client for tests ([`get`], and [`watch_lines`] for streams), [`fake_apiserver_bin`] which finds the
+//! `fake-apiserver` binary, and [`FakeProcess`] which runs it as a child process reaped on drop.
 //!
 //! Endpoints served:
 //! - `GET /readyz` and `/livez`: 200 `ok`, or 500 when switched to not ready.
@@ -17,8 +18,10 @@
 //! no bytes) until the stall is lifted, when they are served normally; running watch streams pause. This is
 //! what a client sees from a SIGSTOPped or wedged apiserver.
 //!
-//! Control: in-process through the [`FakeApiserver`] handle (`set_ready`, `set_stall`). The binary
-//! (`fake-apiserver --listen ADDR [--cert F --key F] [--ca F] [--name N] [--control ADDR]`) prints
+//! Control: in-process through the [`FakeApiserver`] handle (`set_ready`, `set_stall`, `stats`). The binary
+//! (`fake-apiserver --listen ADDR [--cert F --key F] [--ca F] [--name N] [--control ADDR] [--not-ready]
+//! [--watch-interval-ms N]`; without `--cert`/`--key` it serves plain HTTP; `--ca` requires client
+//! certificates from that CA) prints
 //! `listening on ADDR` (and `control on ADDR`), then `serving`, on stdout, then obeys:
 //! - signals: `SIGUSR1` toggles ready, `SIGUSR2` toggles stall, `SIGTERM`/`SIGINT` exit cleanly;
 //! - the optional plain-HTTP control port: `GET /ready/on`, `/ready/off`, `/stall/on`, `/stall/off`, and
@@ -381,6 +384,7 @@ struct Shared {
     /// `true` while stalled; receivers wait for it to drop back to `false`.
     stall: watch::Sender<bool>,
     connections: AtomicU64,
+    active: AtomicU64,
     requests: AtomicU64,
     watch_interval: Duration,
 }
@@ -390,6 +394,8 @@ struct Shared {
 pub struct FakeStats {
     /// TCP connections accepted (stalled ones included).
     pub connections: u64,
+    /// Of those, still open.
+    pub active: u64,
     /// HTTP requests answered.
     pub requests: u64,
 }
@@ -417,6 +423,7 @@ impl FakeApiserver {
             ready: AtomicBool::new(cfg.ready),
             stall: watch::Sender::new(false),
             connections: AtomicU64::new(0),
+            active: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             watch_interval: cfg.watch_interval,
         });
@@ -465,6 +472,7 @@ impl FakeApiserver {
     pub fn stats(&self) -> FakeStats {
         FakeStats {
             connections: self.shared.connections.load(Ordering::SeqCst),
+            active: self.shared.active.load(Ordering::SeqCst),
             requests: self.shared.requests.load(Ordering::SeqCst),
         }
     }
@@ -504,12 +512,30 @@ async fn accept_loop(
         };
         shared.connections.fetch_add(1, Ordering::SeqCst);
         let (shared, acceptor, cancel) = (shared.clone(), acceptor.clone(), cancel.clone());
+        let active = Active::new(shared.clone());
         tracker.spawn(async move {
+            let _active = active;
             tokio::select! {
                 _ = cancel.cancelled() => {}
                 _ = serve_conn(tcp, acceptor, shared) => {}
             }
         });
+    }
+}
+
+/// Counts a connection as active until dropped.
+struct Active(Arc<Shared>);
+
+impl Active {
+    fn new(shared: Arc<Shared>) -> Self {
+        shared.active.fetch_add(1, Ordering::SeqCst);
+        Self(shared)
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -650,54 +676,113 @@ pub async fn get(addr: SocketAddr, opts: &ClientOpts, path: &str) -> io::Result<
     }
 }
 
-async fn get_inner(addr: SocketAddr, opts: &ClientOpts, path: &str) -> io::Result<(u16, String)> {
-    let tcp = TcpStream::connect(addr).await?;
-    let req = Request::get(path)
-        .header("host", addr.to_string())
-        .body(Empty::<Bytes>::new())
-        .map_err(io::Error::other)?;
-    match &opts.ca {
-        None => request(TokioIo::new(tcp), req).await,
-        Some(ca) => {
-            let builder = rustls::ClientConfig::builder_with_provider(provider())
-                .with_safe_default_protocol_versions()
-                .map_err(io::Error::other)?
-                .with_root_certificates(roots(ca)?);
-            let cfg = match &opts.client_cert {
-                Some(c) => builder
-                    .with_client_auth_cert(load_certs(&c.cert)?, load_key(&c.key)?)
-                    .map_err(io::Error::other)?,
-                None => builder.with_no_client_auth(),
-            };
-            let name = match &opts.server_name {
-                Some(n) => ServerName::try_from(n.clone()).map_err(io::Error::other)?,
-                None => ServerName::IpAddress(addr.ip().into()),
-            };
-            let tls = TlsConnector::from(Arc::new(cfg)).connect(name, tcp).await?;
-            request(TokioIo::new(tls), req).await
-        }
-    }
-}
-
-async fn request<T>(io: TokioIo<T>, req: Request<Empty<Bytes>>) -> io::Result<(u16, String)>
-where
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+/// Reads the first `lines` lines of a streaming response (such as `/watch`), then leaves (closes the
+/// connection). Returns the status and the lines; an error if the stream ends or stalls for `opts.timeout`
+/// (default 5 s) before that many lines arrived.
+pub async fn watch_lines(
+    addr: SocketAddr,
+    opts: &ClientOpts,
+    path: &str,
+    lines: usize,
+) -> io::Result<(u16, Vec<String>)> {
+    let timeout = opts.timeout.unwrap_or(Duration::from_secs(5));
+    let stream = tokio::time::timeout(timeout, connect(addr, opts))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "timeout"))??;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(io::Error::other)?;
     let conn = tokio::spawn(conn);
-    let resp = sender.send_request(req).await.map_err(io::Error::other)?;
-    let status = resp.status().as_u16();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(io::Error::other)?
-        .to_bytes();
-    drop(sender);
+    let result = async {
+        let resp = tokio::time::timeout(timeout, sender.send_request(request_for(addr, path)?))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "timeout"))?
+            .map_err(io::Error::other)?;
+        let status = resp.status().as_u16();
+        let mut body = resp.into_body();
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        while out.len() < lines {
+            let frame = tokio::time::timeout(timeout, body.frame())
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "timeout: stream stalled"))?;
+            let Some(frame) = frame else {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "stream ended"));
+            };
+            if let Ok(data) = frame.map_err(io::Error::other)?.into_data() {
+                buf.extend_from_slice(&data);
+            }
+            while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=pos).collect();
+                out.push(String::from_utf8_lossy(&line[..line.len() - 1]).into_owned());
+            }
+        }
+        Ok((status, out))
+    }
+    .await;
     conn.abort();
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    result
+}
+
+/// Any stream a test client talks HTTP over.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+async fn connect(addr: SocketAddr, opts: &ClientOpts) -> io::Result<Box<dyn Io>> {
+    let tcp = TcpStream::connect(addr).await?;
+    let Some(ca) = &opts.ca else {
+        return Ok(Box::new(tcp));
+    };
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(io::Error::other)?
+        .with_root_certificates(roots(ca)?);
+    let mut cfg = match &opts.client_cert {
+        Some(c) => builder
+            .with_client_auth_cert(load_certs(&c.cert)?, load_key(&c.key)?)
+            .map_err(io::Error::other)?,
+        None => builder.with_no_client_auth(),
+    };
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let name = match &opts.server_name {
+        Some(n) => ServerName::try_from(n.clone()).map_err(io::Error::other)?,
+        None => ServerName::IpAddress(addr.ip().into()),
+    };
+    Ok(Box::new(
+        TlsConnector::from(Arc::new(cfg)).connect(name, tcp).await?,
+    ))
+}
+
+fn request_for(addr: SocketAddr, path: &str) -> io::Result<Request<Empty<Bytes>>> {
+    Request::get(path)
+        .header("host", addr.to_string())
+        .body(Empty::<Bytes>::new())
+        .map_err(io::Error::other)
+}
+
+async fn get_inner(addr: SocketAddr, opts: &ClientOpts, path: &str) -> io::Result<(u16, String)> {
+    let stream = connect(addr, opts).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(io::Error::other)?;
+    let conn = tokio::spawn(conn);
+    let result = async {
+        let resp = sender
+            .send_request(request_for(addr, path)?)
+            .await
+            .map_err(io::Error::other)?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(io::Error::other)?
+            .to_bytes();
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    }
+    .await;
+    conn.abort();
+    result
 }
 
 // ---------------------------------------------------------------------------------------------------------

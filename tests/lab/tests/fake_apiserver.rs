@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use vipd_lab::apiserver::{
-    get, ClientOpts, FakeApiserver, FakeConfig, FakeProcess, ServerCertSpec, ServerTls, TestPki,
-    Validity,
+    get, watch_lines, ClientOpts, FakeApiserver, FakeConfig, FakeProcess, ServerCertSpec,
+    ServerTls, TestPki, Validity,
 };
 
 const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -62,19 +62,48 @@ async fn in_process_readyz_version_stall_and_watch() {
     server.set_stall(false);
     assert_eq!(get(server.addr(), &opts, "/readyz").await.unwrap().0, 200);
 
-    // A watch sends lines until the client leaves; /watch with a short interval gets several quickly.
-    let opts_watch = ClientOpts {
-        timeout: Some(Duration::from_millis(400)),
+    // A watch sends lines until the client leaves.
+    let (status, lines) = watch_lines(server.addr(), &opts, "/watch?interval_ms=20", 5)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    for (i, line) in lines.iter().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(
+            (v["name"].as_str(), v["seq"].as_u64()),
+            (Some("apiserver-a"), Some(i as u64 + 1))
+        );
+    }
+    // Having left, the client's connection is closed on the server side too.
+    let mut closed = false;
+    for _ in 0..100 {
+        if server.stats().active == 0 {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        closed,
+        "watch connection still open after the client left: {:?}",
+        server.stats()
+    );
+    // A stalled server pauses running streams.
+    let stalled = ClientOpts {
+        timeout: Some(Duration::from_millis(300)),
         ..opts.clone()
     };
-    // The stream never ends, so `get` times out; that is the point: it kept streaming.
-    assert_eq!(
-        get(server.addr(), &opts_watch, "/watch?interval_ms=20")
-            .await
-            .unwrap_err()
-            .kind(),
-        std::io::ErrorKind::TimedOut
-    );
+    let watcher = {
+        let (addr, stalled) = (server.addr(), stalled.clone());
+        tokio::spawn(
+            async move { watch_lines(addr, &stalled, "/watch?interval_ms=20", 1000).await },
+        )
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    server.set_stall(true);
+    let err = watcher.await.unwrap().unwrap_err();
+    assert!(err.to_string().contains("stalled"), "{err}");
+    server.set_stall(false);
 
     // Wrong names and expired certificates are refused by a verifying client.
     let wrong = ClientOpts {
