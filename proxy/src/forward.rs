@@ -1,6 +1,6 @@
-//! Moves bytes between the two legs of a session: splice(2) through a non-blocking pipe per busy direction
-//! (zero copy, the way HAProxy's `option splice-*` and realm do it), or a buffered copy where splice is refused
-//! or the copy path is asked for. Both are driven by tokio readiness; half-close passes one direction's FIN on
+//! Moves bytes between the two legs of a session: a buffered copy for small exchanges, splice(2) through a
+//! non-blocking pipe per busy direction once it carries bulk data (zero copy, the way HAProxy's
+//! `option splice-auto` and realm do it), back to copying where splice is refused, copy only when asked for. Both are driven by tokio readiness; half-close passes one direction's FIN on
 //! while the other keeps flowing; any error aborts the session so the caller can pass a reset on.
 
 use std::io;
@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use crate::Forwarding;
 
 /// Bytes a copy-path direction buffers.
-const COPY_BUF: usize = 32 * 1024;
+const COPY_BUF: usize = 16 * 1024;
 /// Pipes kept for reuse: creating two pipes per session costs three syscalls each way.
 const POOL_MAX: usize = 256;
 
@@ -96,6 +96,8 @@ pub(crate) struct Dir<'a> {
     pub pipes: &'a PipePool,
     /// Counted when splice is refused and the direction falls back to copying.
     pub fallbacks: &'a AtomicU64,
+    /// Counted when a direction turns out to be bulk and moves to splice.
+    pub spliced: &'a AtomicU64,
 }
 
 /// Forwards both directions until both have seen EOF (Ok) or one fails (Err: the caller resets both legs).
@@ -105,16 +107,27 @@ pub(crate) async fn both(a: Dir<'_>, b: Dir<'_>, mode: Forwarding) -> io::Result
 }
 
 async fn one(d: Dir<'_>, mode: Forwarding) -> io::Result<()> {
-    if mode == Forwarding::Splice {
-        match splice_dir(d).await? {
-            Spliced::Done => return Ok(()),
-            Spliced::Refused => {
-                d.fallbacks.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!("splice refused, falling back to copy");
-            }
+    // Like HAProxy's splice-auto: small exchanges (API requests, watch events) are copied, which costs the
+    // same syscalls and no pipe; a direction that fills a whole buffer in one read is bulk and moves to splice.
+    match copy_dir(d, mode == Forwarding::Splice).await? {
+        Copied::Done => return Ok(()),
+        Copied::Bulk => {}
+    }
+    d.spliced.fetch_add(1, Ordering::Relaxed);
+    match splice_dir(d).await? {
+        Spliced::Done => Ok(()),
+        Spliced::Refused => {
+            d.fallbacks.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!("splice refused, falling back to copy");
+            copy_dir(d, false).await.map(|_| ())
         }
     }
-    copy_dir(d).await
+}
+
+enum Copied {
+    Done,
+    /// A full-buffer read was seen and the buffer is empty again: switch to splice.
+    Bulk,
 }
 
 enum Spliced {
@@ -222,18 +235,37 @@ async fn splice_dir(d: Dir<'_>) -> io::Result<Spliced> {
     res
 }
 
-async fn copy_dir(d: Dir<'_>) -> io::Result<()> {
+async fn copy_dir(d: Dir<'_>, may_splice: bool) -> io::Result<Copied> {
     let mut buf = vec![0u8; COPY_BUF];
     let (mut start, mut end) = (0usize, 0usize);
     let mut eof = false;
+    let mut bulk = false;
     loop {
         let mut read_blocked = false;
         let mut write_blocked = false;
         if !eof && end < buf.len() {
-            match d.src.try_read(&mut buf[end..]) {
+            let want = buf.len() - end;
+            let mut short = 0usize;
+            let r = d.src.try_io(Interest::READABLE, || match nix::unistd::read(d.src.as_fd(), &mut buf[end..]) {
+                // A short read means the socket is drained: report WouldBlock so tokio clears the readiness
+                // now, saving the read that would only return EAGAIN (tokio's own reads do the same).
+                Ok(n) if n > 0 && n < want => {
+                    short = n;
+                    Err(io::ErrorKind::WouldBlock.into())
+                }
+                Ok(n) => Ok(n),
+                Err(e) => Err(io::Error::from(e)),
+            });
+            match r {
                 Ok(0) => eof = true,
-                Ok(n) => end += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => read_blocked = true,
+                Ok(n) => {
+                    end += n;
+                    bulk |= may_splice && n == buf.len();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    end += short;
+                    read_blocked = true;
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -253,7 +285,10 @@ async fn copy_dir(d: Dir<'_>) -> io::Result<()> {
             }
         }
         if eof && start == end {
-            return shutdown_write(d.dst);
+            return shutdown_write(d.dst).map(|()| Copied::Done);
+        }
+        if bulk && start == end {
+            return Ok(Copied::Bulk);
         }
         if write_blocked {
             d.dst.writable().await?;

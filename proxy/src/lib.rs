@@ -33,8 +33,8 @@ pub enum Balance {
     RoundRobin,
 }
 
-/// How bytes are moved. Splice is the production path; Copy exists so tests and benchmarks can exercise the
-/// fallback the proxy uses where splice is refused.
+/// How bytes are moved. Splice is the production path (small exchanges are copied, bulk directions spliced);
+/// Copy never splices, so tests and benchmarks can exercise the fallback used where splice is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Forwarding {
     #[default]
@@ -455,6 +455,7 @@ async fn session(
         activity: &activity,
         pipes: &shared.pipes,
         fallbacks: &shared.stats.splice_fallbacks,
+        spliced: &shared.stats.spliced_directions,
     };
     let to_client = forward::Dir {
         src: server,

@@ -24,6 +24,8 @@ pub struct ProxyStats {
     pub idle_timeouts: AtomicU64,
     /// Sessions closed because their backend went down (shutdownSessionsOnBackendDown) or the drain expired.
     pub killed: AtomicU64,
+    /// Session directions that carried bulk data and moved from copying to splice.
+    pub spliced_directions: AtomicU64,
     /// Session directions that fell back from splice to a buffered copy.
     pub splice_fallbacks: AtomicU64,
     backends: RwLock<HashMap<SocketAddr, Arc<BackendStats>>>,

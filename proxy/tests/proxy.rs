@@ -25,6 +25,12 @@ async fn large_echo(mode: Forwarding) {
     assert_eq!(bs.bytes_to_backend.load(Relaxed), total as u64);
     assert_eq!(bs.bytes_to_client.load(Relaxed), total as u64);
     assert_eq!(p.stats.splice_fallbacks.load(Relaxed), 0);
+    // Bulk moves to splice on that path (both directions), never on the copy path.
+    let spliced = p.stats.spliced_directions.load(Relaxed);
+    match mode {
+        Forwarding::Splice => assert_eq!(spliced, 2),
+        Forwarding::Copy => assert_eq!(spliced, 0),
+    }
     p.stop().await;
 }
 
