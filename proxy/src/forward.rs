@@ -246,15 +246,17 @@ async fn copy_dir(d: Dir<'_>, may_splice: bool) -> io::Result<Copied> {
         if !eof && end < buf.len() {
             let want = buf.len() - end;
             let mut short = 0usize;
-            let r = d.src.try_io(Interest::READABLE, || match nix::unistd::read(d.src.as_fd(), &mut buf[end..]) {
-                // A short read means the socket is drained: report WouldBlock so tokio clears the readiness
-                // now, saving the read that would only return EAGAIN (tokio's own reads do the same).
-                Ok(n) if n > 0 && n < want => {
-                    short = n;
-                    Err(io::ErrorKind::WouldBlock.into())
+            let r = d.src.try_io(Interest::READABLE, || {
+                match nix::unistd::read(d.src.as_fd(), &mut buf[end..]) {
+                    // A short read means the socket is drained: report WouldBlock so tokio clears the readiness
+                    // now, saving the read that would only return EAGAIN (tokio's own reads do the same).
+                    Ok(n) if n > 0 && n < want => {
+                        short = n;
+                        Err(io::ErrorKind::WouldBlock.into())
+                    }
+                    Ok(n) => Ok(n),
+                    Err(e) => Err(io::Error::from(e)),
                 }
-                Ok(n) => Ok(n),
-                Err(e) => Err(io::Error::from(e)),
             });
             match r {
                 Ok(0) => eof = true,

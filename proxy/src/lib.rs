@@ -11,7 +11,7 @@ mod stats;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -200,8 +200,9 @@ impl Proxy {
             settings: self.settings_tx.subscribe(),
             rr: AtomicUsize::new(0),
             pipes: forward::PipePool::default(),
-            kill: Mutex::default(),
-            force: CancellationToken::new(),
+            sessions: Mutex::default(),
+            next_id: AtomicU64::new(0),
+            forcing: AtomicBool::new(false),
             panic_log: RateLimit::default(),
             fail_log: RateLimit::default(),
         });
@@ -229,7 +230,7 @@ impl Proxy {
                 sessions = left,
                 "proxy drain timeout, closing the remaining sessions"
             );
-            shared.force.cancel();
+            shared.force_close();
             tracker.wait().await;
         }
         monitor_stop.cancel();
@@ -245,23 +246,88 @@ struct Shared {
     settings: watch::Receiver<ProxySettings>,
     rr: AtomicUsize,
     pipes: forward::PipePool,
-    /// Per backend, the token its sessions watch; cancelled (and replaced) when the backend goes down and
-    /// shutdown_sessions_on_backend_down is set.
-    kill: Mutex<HashMap<SocketAddr, CancellationToken>>,
-    /// Cancelled when the drain expires.
-    force: CancellationToken,
+    /// Every open session: its backend (once connected) and the token that closes it. Each session watches
+    /// only its own token: a token shared by thousands of sessions would be a lock every one of them takes on
+    /// every wake-up.
+    sessions: Mutex<HashMap<u64, (Option<SocketAddr>, CancellationToken)>>,
+    next_id: AtomicU64,
+    /// Set when the drain expired: sessions registering afterwards are closed at once.
+    forcing: AtomicBool,
     panic_log: RateLimit,
     fail_log: RateLimit,
 }
 
 impl Shared {
-    fn kill_token(&self, addr: SocketAddr) -> CancellationToken {
-        self.kill
+    fn register(self: &Arc<Self>) -> Registration {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let token = CancellationToken::new();
+        self.sessions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .entry(addr)
-            .or_default()
-            .clone()
+            .insert(id, (None, token.clone()));
+        if self.forcing.load(Ordering::SeqCst) {
+            token.cancel();
+        }
+        Registration {
+            shared: self.clone(),
+            id,
+            token,
+        }
+    }
+
+    fn force_close(&self) {
+        self.forcing.store(true, Ordering::SeqCst);
+        for (_, t) in self
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+        {
+            t.cancel();
+        }
+    }
+
+    /// Closes the sessions of `addr`; returns how many.
+    fn kill_backend(&self, addr: SocketAddr) -> usize {
+        let map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let mut n = 0;
+        for (_, t) in map.values().filter(|(a, _)| *a == Some(addr)) {
+            t.cancel();
+            n += 1;
+        }
+        n
+    }
+}
+
+/// A session's entry in [`Shared::sessions`], removed on drop.
+#[derive(Debug)]
+struct Registration {
+    shared: Arc<Shared>,
+    id: u64,
+    token: CancellationToken,
+}
+
+impl Registration {
+    fn set_backend(&self, addr: SocketAddr) {
+        if let Some(e) = self
+            .shared
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&self.id)
+        {
+            e.0 = Some(addr);
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.shared
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
     }
 }
 
@@ -360,7 +426,6 @@ struct Connected {
     addr: SocketAddr,
     stats: Arc<BackendStats>,
     _guard: BackendGuard,
-    kill: CancellationToken,
 }
 
 async fn connect_backend(
@@ -393,7 +458,6 @@ async fn connect_backend(
         // Counted before the connect completes, so a burst of clients spreads under leastconn.
         bstats.active.fetch_add(1, Ordering::Relaxed);
         let guard = BackendGuard(bstats.clone());
-        let kill = shared.kill_token(pick.addr);
         let res = match sockopt::backend_socket(pick.addr) {
             Ok(s) => {
                 let s = TcpSocket::from_std_stream(s.into());
@@ -412,7 +476,6 @@ async fn connect_backend(
                     addr: pick.addr,
                     stats: bstats,
                     _guard: guard,
-                    kill,
                 });
             }
             Err(e) => {
@@ -435,9 +498,10 @@ async fn session(
     _active: ActiveGuard,
 ) {
     let settings = *shared.settings.borrow();
+    let reg = shared.register();
     let conn = tokio::select! {
         c = connect_backend(&shared, &backends, &settings) => c,
-        _ = shared.force.cancelled() => None,
+        _ = reg.token.cancelled() => None,
     };
     let Some(backend) = conn else {
         shared.stats.no_backend.fetch_add(1, Ordering::Relaxed);
@@ -446,6 +510,7 @@ async fn session(
         sockopt::reset_on_close(&client);
         return;
     };
+    reg.set_backend(backend.addr);
     let server = &backend.stream;
     let activity = forward::Activity::new();
     let to_backend = forward::Dir {
@@ -463,15 +528,14 @@ async fn session(
         bytes: &backend.stats.bytes_to_client,
         ..to_backend
     };
-    let mut idle_settings = shared.settings.clone();
     let end = tokio::select! {
+        biased;
         r = forward::both(to_backend, to_client, settings.forwarding) => match r {
             Ok(()) => End::Done,
             Err(e) => End::Error(e),
         },
-        _ = idle(&activity, &mut idle_settings) => End::Idle,
-        _ = backend.kill.cancelled() => End::Killed("backend down"),
-        _ = shared.force.cancelled() => End::Killed("drain timeout"),
+        _ = idle(&activity, &shared.settings) => End::Idle,
+        _ = reg.token.cancelled() => End::Killed,
     };
     match end {
         End::Done => {}
@@ -484,9 +548,9 @@ async fn session(
             shared.stats.idle_timeouts.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%peer, backend = %backend.addr, "proxy: idle timeout");
         }
-        End::Killed(why) => {
+        End::Killed => {
             shared.stats.killed.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(%peer, backend = %backend.addr, why, "proxy: session closed");
+            tracing::debug!(%peer, backend = %backend.addr, "proxy: session closed (backend down or drain over)");
             sockopt::reset_on_close(&client);
             sockopt::reset_on_close(server);
         }
@@ -497,39 +561,29 @@ enum End {
     Done,
     Error(io::Error),
     Idle,
-    Killed(&'static str),
+    Killed,
 }
 
-/// Resolves when the session has moved no byte for `idle_timeout`; follows live changes of the setting.
-async fn idle(activity: &forward::Activity, settings: &mut watch::Receiver<ProxySettings>) {
+/// How often a session without idle timeout looks again whether one was set since.
+const IDLE_RECHECK: Duration = Duration::from_secs(10);
+
+/// Resolves when the session has moved no byte for `idle_timeout`. A plain timer, not a watch on the
+/// settings: the settings channel is shared by every session, so waiting on it would put a shared lock on every
+/// wake-up. A live change of the timeout reaches open sessions within [`IDLE_RECHECK`] (or the old timeout).
+async fn idle(activity: &forward::Activity, settings: &watch::Receiver<ProxySettings>) {
     loop {
-        let timeout = settings.borrow_and_update().idle_timeout;
-        match timeout {
-            None => {
-                if settings.changed().await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            }
+        let timeout = settings.borrow().idle_timeout;
+        let deadline = match timeout {
+            None => Instant::now() + IDLE_RECHECK,
             Some(t) => {
-                let deadline = activity.last() + t;
-                if Instant::now() >= deadline {
+                let d = activity.last() + t;
+                if Instant::now() >= d {
                     return;
                 }
-                tokio::select! {
-                    _ = tokio::time::sleep_until(deadline.into()) => {}
-                    r = settings.changed() => if r.is_err() {
-                        // Settings can no longer change: keep following this timeout only.
-                        loop {
-                            let deadline = activity.last() + t;
-                            if Instant::now() >= deadline {
-                                return;
-                            }
-                            tokio::time::sleep_until(deadline.into()).await;
-                        }
-                    },
-                }
+                d.min(Instant::now() + IDLE_RECHECK)
             }
-        }
+        };
+        tokio::time::sleep_until(deadline.into()).await;
     }
 }
 
@@ -562,12 +616,10 @@ async fn monitor(
         if went_down.is_empty() || !settings.borrow().shutdown_sessions_on_backend_down {
             continue;
         }
-        let mut kill = shared.kill.lock().unwrap_or_else(|e| e.into_inner());
         for addr in went_down {
-            if let Some(tok) = kill.remove(&addr) {
-                let n = shared.stats.load(addr);
+            let n = shared.kill_backend(addr);
+            if n > 0 {
                 tracing::info!(backend = %addr, sessions = n, "proxy: backend down, closing its sessions");
-                tok.cancel();
             }
         }
     }
