@@ -1,1 +1,626 @@
-//! TCP L4 proxy to the healthy kube-apiservers.
+//! TCP L4 proxy to the healthy kube-apiservers. This module owns the public API, the listening socket, the
+//! accept loop (with back-off on resource exhaustion), connect-with-retries, the per-session life cycle
+//! (idle timeout, kill on backend down, forced close after the drain) and graceful shutdown. Backend choice
+//! lives in `balance`, byte moving in `forward`, socket options in `sockopt`, counters in `stats`.
+
+mod balance;
+mod forward;
+mod sockopt;
+mod stats;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use stats::{BackendStats, ProxyStats};
+
+use stats::{ActiveGuard, BackendGuard};
+
+/// How a backend is chosen among the healthy ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Balance {
+    /// Fewest open sessions (connects in progress count); ties rotate.
+    #[default]
+    LeastConn,
+    RoundRobin,
+}
+
+/// How bytes are moved. Splice is the production path (small exchanges are copied, bulk directions spliced);
+/// Copy never splices, so tests and benchmarks can exercise the fallback used where splice is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Forwarding {
+    #[default]
+    Splice,
+    Copy,
+}
+
+/// Full proxy configuration. Everything except `bind` and `freebind` can be changed live with
+/// [`ProxyHandle::update`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProxyConfig {
+    pub bind: SocketAddr,
+    /// IP_FREEBIND: listen on the VIP even while another node holds it.
+    pub freebind: bool,
+    pub balance: Balance,
+    pub connect_timeout: Duration,
+    /// Other backends tried after a failed connect, before the client is closed.
+    pub retries: u32,
+    /// Open sessions beyond which new clients are closed at once (0 = no limit).
+    pub max_connections: usize,
+    /// Close a session after this long without bytes either way (None = never).
+    pub idle_timeout: Option<Duration>,
+    /// On shutdown, how long open sessions may finish before they are closed.
+    pub drain_timeout: Duration,
+    /// Close a backend's sessions when it goes down (or leaves the list); otherwise they drain naturally.
+    pub shutdown_sessions_on_backend_down: bool,
+    pub forwarding: Forwarding,
+}
+
+impl ProxyConfig {
+    /// Defaults that match the daemon's: leastconn, 2 s connect timeout, 3 retries, splice.
+    pub fn new(bind: SocketAddr) -> Self {
+        Self {
+            bind,
+            freebind: false,
+            balance: Balance::LeastConn,
+            connect_timeout: Duration::from_secs(2),
+            retries: 3,
+            max_connections: 10_000,
+            idle_timeout: None,
+            drain_timeout: Duration::from_secs(30),
+            shutdown_sessions_on_backend_down: false,
+            forwarding: Forwarding::Splice,
+        }
+    }
+
+    /// The live-updatable part.
+    pub fn settings(&self) -> ProxySettings {
+        ProxySettings {
+            balance: self.balance,
+            connect_timeout: self.connect_timeout,
+            retries: self.retries,
+            max_connections: self.max_connections,
+            idle_timeout: self.idle_timeout,
+            drain_timeout: self.drain_timeout,
+            shutdown_sessions_on_backend_down: self.shutdown_sessions_on_backend_down,
+            forwarding: self.forwarding,
+        }
+    }
+}
+
+/// Settings applied live by [`ProxyHandle::update`]. New values apply to new sessions (balance, timeouts,
+/// retries, forwarding), to the next accept (max_connections), to open sessions (idle_timeout,
+/// shutdown_sessions_on_backend_down) and to the next drain (drain_timeout).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProxySettings {
+    pub balance: Balance,
+    pub connect_timeout: Duration,
+    pub retries: u32,
+    pub max_connections: usize,
+    pub idle_timeout: Option<Duration>,
+    pub drain_timeout: Duration,
+    pub shutdown_sessions_on_backend_down: bool,
+    pub forwarding: Forwarding,
+}
+
+/// One backend as health checking sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendState {
+    pub addr: SocketAddr,
+    pub healthy: bool,
+}
+
+/// The backend list, published on a watch channel by the health checker (and replaced on reload).
+pub type Backends = Arc<Vec<BackendState>>;
+
+/// Changes a running proxy's settings.
+#[derive(Debug, Clone)]
+pub struct ProxyHandle {
+    tx: Arc<watch::Sender<ProxySettings>>,
+}
+
+impl ProxyHandle {
+    pub fn update(&self, settings: ProxySettings) {
+        self.tx.send_replace(settings);
+    }
+
+    pub fn settings(&self) -> ProxySettings {
+        *self.tx.borrow()
+    }
+}
+
+/// A bound, not yet running proxy.
+#[derive(Debug)]
+pub struct Proxy {
+    listener: std::net::TcpListener,
+    local_addr: SocketAddr,
+    settings_tx: Arc<watch::Sender<ProxySettings>>,
+    backends: watch::Receiver<Backends>,
+    stats: Arc<ProxyStats>,
+}
+
+/// Listen backlog; the kernel caps it at net.core.somaxconn.
+const BACKLOG: i32 = 4096;
+/// Back-off after accept fails for lack of resources (EMFILE, ENFILE, ENOBUFS, ENOMEM).
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// At most one log line per reason per this period.
+const LOG_EVERY: Duration = Duration::from_secs(5);
+
+impl Proxy {
+    /// Creates the listening socket now, so the caller can drop privileges before [`Proxy::run`].
+    pub fn bind(cfg: ProxyConfig, backends: watch::Receiver<Backends>) -> io::Result<Self> {
+        let listener = sockopt::listener(cfg.bind, cfg.freebind, BACKLOG)?;
+        let local_addr = listener.local_addr()?;
+        let (tx, _) = watch::channel(cfg.settings());
+        Ok(Self {
+            listener,
+            local_addr,
+            settings_tx: Arc::new(tx),
+            backends,
+            stats: Arc::default(),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn stats(&self) -> Arc<ProxyStats> {
+        self.stats.clone()
+    }
+
+    pub fn handle(&self) -> ProxyHandle {
+        ProxyHandle {
+            tx: self.settings_tx.clone(),
+        }
+    }
+
+    /// Serves until `shutdown`, then stops accepting (the listening socket is closed, so new clients are
+    /// refused), waits up to `drain_timeout` for open sessions and resets the rest. Returns when every
+    /// session is gone.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let listener = match TcpListener::from_std(self.listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "proxy: cannot register the listening socket");
+                return;
+            }
+        };
+        let shared = Arc::new(Shared {
+            stats: self.stats,
+            settings: self.settings_tx.subscribe(),
+            rr: AtomicUsize::new(0),
+            pipes: forward::PipePool::default(),
+            sessions: Mutex::default(),
+            next_id: AtomicU64::new(0),
+            forcing: AtomicBool::new(false),
+            panic_log: RateLimit::default(),
+            fail_log: RateLimit::default(),
+        });
+        tracing::info!(addr = %self.local_addr, "proxy listening");
+        let monitor_stop = CancellationToken::new();
+        let monitor = tokio::spawn(monitor(
+            shared.clone(),
+            self.backends.clone(),
+            self.settings_tx.subscribe(),
+            monitor_stop.clone(),
+        ));
+        let tracker = TaskTracker::new();
+        accept_loop(&listener, &shared, &self.backends, &tracker, &shutdown).await;
+        drop(listener);
+        tracker.close();
+
+        let drain = shared.settings.borrow().drain_timeout;
+        let open = shared.stats.active.load(Ordering::Relaxed);
+        if open > 0 {
+            tracing::info!(sessions = open, ?drain, "proxy draining");
+        }
+        if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
+            let left = shared.stats.active.load(Ordering::Relaxed);
+            tracing::warn!(
+                sessions = left,
+                "proxy drain timeout, closing the remaining sessions"
+            );
+            shared.force_close();
+            tracker.wait().await;
+        }
+        monitor_stop.cancel();
+        let _ = monitor.await;
+        tracing::info!("proxy stopped");
+    }
+}
+
+/// State shared by the accept loop and every session.
+#[derive(Debug)]
+struct Shared {
+    stats: Arc<ProxyStats>,
+    settings: watch::Receiver<ProxySettings>,
+    rr: AtomicUsize,
+    pipes: forward::PipePool,
+    /// Every open session: its backend (once connected) and the token that closes it. Each session watches
+    /// only its own token: a token shared by thousands of sessions would be a lock every one of them takes on
+    /// every wake-up.
+    sessions: Mutex<HashMap<u64, (Option<SocketAddr>, CancellationToken)>>,
+    next_id: AtomicU64,
+    /// Set when the drain expired: sessions registering afterwards are closed at once.
+    forcing: AtomicBool,
+    panic_log: RateLimit,
+    fail_log: RateLimit,
+}
+
+impl Shared {
+    fn register(self: &Arc<Self>) -> Registration {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let token = CancellationToken::new();
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, (None, token.clone()));
+        if self.forcing.load(Ordering::SeqCst) {
+            token.cancel();
+        }
+        Registration {
+            shared: self.clone(),
+            id,
+            token,
+        }
+    }
+
+    fn force_close(&self) {
+        self.forcing.store(true, Ordering::SeqCst);
+        for (_, t) in self
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+        {
+            t.cancel();
+        }
+    }
+
+    /// Closes the sessions of `addr`; returns how many.
+    fn kill_backend(&self, addr: SocketAddr) -> usize {
+        let map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let mut n = 0;
+        for (_, t) in map.values().filter(|(a, _)| *a == Some(addr)) {
+            t.cancel();
+            n += 1;
+        }
+        n
+    }
+}
+
+/// A session's entry in [`Shared::sessions`], removed on drop.
+#[derive(Debug)]
+struct Registration {
+    shared: Arc<Shared>,
+    id: u64,
+    token: CancellationToken,
+}
+
+impl Registration {
+    fn set_backend(&self, addr: SocketAddr) {
+        if let Some(e) = self
+            .shared
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&self.id)
+        {
+            e.0 = Some(addr);
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.shared
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
+    }
+}
+
+/// Lets one log line through per period, so a flapping backend or a flood cannot fill the journal.
+#[derive(Debug, Default)]
+struct RateLimit(Mutex<Option<Instant>>);
+
+impl RateLimit {
+    fn allow(&self) -> bool {
+        let mut last = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        match *last {
+            Some(t) if now.duration_since(t) < LOG_EVERY => false,
+            _ => {
+                *last = Some(now);
+                true
+            }
+        }
+    }
+}
+
+/// Errors after which accepting again at once would fail again: back off instead of spinning.
+fn resource_exhausted(e: &io::Error) -> bool {
+    use nix::errno::Errno;
+    matches!(
+        e.raw_os_error().map(Errno::from_raw),
+        Some(Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM)
+    )
+}
+
+async fn accept_loop(
+    listener: &TcpListener,
+    shared: &Arc<Shared>,
+    backends: &watch::Receiver<Backends>,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) {
+    let mut backoff = ACCEPT_BACKOFF_MIN;
+    let err_log = RateLimit::default();
+    loop {
+        let r = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return,
+            r = listener.accept() => r,
+        };
+        let (client, peer) = match r {
+            Ok(c) => c,
+            Err(e) => {
+                shared.stats.accept_errors.fetch_add(1, Ordering::Relaxed);
+                if resource_exhausted(&e) {
+                    if err_log.allow() {
+                        tracing::warn!(error = %e, ?backoff, "proxy accept failed, backing off");
+                    }
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                } else {
+                    // Per-connection failures (ECONNABORTED, EPERM from a firewall...): the connection is
+                    // consumed, so the next accept is a new one. Yield anyway so an unexpected persistent
+                    // error cannot starve the runtime.
+                    if err_log.allow() {
+                        tracing::debug!(error = %e, "proxy accept failed");
+                    }
+                    tokio::task::yield_now().await;
+                }
+                continue;
+            }
+        };
+        backoff = ACCEPT_BACKOFF_MIN;
+        let stats = &shared.stats;
+        stats.accepted.fetch_add(1, Ordering::Relaxed);
+        let max = shared.settings.borrow().max_connections;
+        if max > 0 && stats.active.load(Ordering::Relaxed) >= max as u64 {
+            stats.refused.fetch_add(1, Ordering::Relaxed);
+            sockopt::reset_on_close(&client);
+            drop(client);
+            continue;
+        }
+        stats.active.fetch_add(1, Ordering::Relaxed);
+        let guard = ActiveGuard(stats.clone());
+        tracker.spawn(session(
+            shared.clone(),
+            client,
+            peer,
+            backends.clone(),
+            guard,
+        ));
+    }
+}
+
+/// A backend connection with the guards that keep its counters exact.
+struct Connected {
+    stream: TcpStream,
+    addr: SocketAddr,
+    stats: Arc<BackendStats>,
+    _guard: BackendGuard,
+}
+
+async fn connect_backend(
+    shared: &Shared,
+    backends: &watch::Receiver<Backends>,
+    settings: &ProxySettings,
+) -> Option<Connected> {
+    let attempts = 1 + settings.retries as usize;
+    let mut tried: Vec<SocketAddr> = Vec::new();
+    let seq = shared.rr.fetch_add(1, Ordering::Relaxed);
+    for attempt in 0..attempts {
+        let list = backends.borrow().clone();
+        let pick = balance::pick(
+            &list,
+            &tried,
+            settings.balance,
+            seq.wrapping_add(attempt),
+            &shared.stats,
+        )?;
+        if pick.panic {
+            shared.stats.panic_picks.fetch_add(1, Ordering::Relaxed);
+            if shared.panic_log.allow() {
+                tracing::warn!(backend = %pick.addr, "proxy: no healthy backend, trying all (panic mode)");
+            }
+        }
+        let bstats = shared.stats.backend_entry(pick.addr);
+        if attempt > 0 {
+            bstats.retries.fetch_add(1, Ordering::Relaxed);
+        }
+        // Counted before the connect completes, so a burst of clients spreads under leastconn.
+        bstats.active.fetch_add(1, Ordering::Relaxed);
+        let guard = BackendGuard(bstats.clone());
+        let res = match sockopt::backend_socket(pick.addr) {
+            Ok(s) => {
+                let s = TcpSocket::from_std_stream(s.into());
+                match tokio::time::timeout(settings.connect_timeout, s.connect(pick.addr)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timeout")),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        match res {
+            Ok(stream) => {
+                bstats.total.fetch_add(1, Ordering::Relaxed);
+                return Some(Connected {
+                    stream,
+                    addr: pick.addr,
+                    stats: bstats,
+                    _guard: guard,
+                });
+            }
+            Err(e) => {
+                bstats.connect_failures.fetch_add(1, Ordering::Relaxed);
+                if shared.fail_log.allow() {
+                    tracing::warn!(backend = %pick.addr, error = %e, attempt, "proxy: backend connect failed");
+                }
+                tried.push(pick.addr);
+            }
+        }
+    }
+    None
+}
+
+async fn session(
+    shared: Arc<Shared>,
+    client: TcpStream,
+    peer: SocketAddr,
+    backends: watch::Receiver<Backends>,
+    _active: ActiveGuard,
+) {
+    let settings = *shared.settings.borrow();
+    let reg = shared.register();
+    let conn = tokio::select! {
+        c = connect_backend(&shared, &backends, &settings) => c,
+        _ = reg.token.cancelled() => None,
+    };
+    let Some(backend) = conn else {
+        shared.stats.no_backend.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(%peer, "proxy: no backend reachable, closing client");
+        // A reset, so the client does not read an orderly EOF as an empty answer.
+        sockopt::reset_on_close(&client);
+        return;
+    };
+    reg.set_backend(backend.addr);
+    let server = &backend.stream;
+    let activity = forward::Activity::new();
+    let to_backend = forward::Dir {
+        src: &client,
+        dst: server,
+        bytes: &backend.stats.bytes_to_backend,
+        activity: &activity,
+        pipes: &shared.pipes,
+        fallbacks: &shared.stats.splice_fallbacks,
+        spliced: &shared.stats.spliced_directions,
+    };
+    let to_client = forward::Dir {
+        src: server,
+        dst: &client,
+        bytes: &backend.stats.bytes_to_client,
+        ..to_backend
+    };
+    let end = tokio::select! {
+        biased;
+        r = forward::both(to_backend, to_client, settings.forwarding) => match r {
+            Ok(()) => End::Done,
+            Err(e) => End::Error(e),
+        },
+        _ = idle(&activity, &shared.settings) => End::Idle,
+        _ = reg.token.cancelled() => End::Killed,
+    };
+    match end {
+        End::Done => {}
+        End::Error(e) => {
+            tracing::debug!(%peer, backend = %backend.addr, error = %e, "proxy: session reset");
+            sockopt::reset_on_close(&client);
+            sockopt::reset_on_close(server);
+        }
+        End::Idle => {
+            shared.stats.idle_timeouts.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, backend = %backend.addr, "proxy: idle timeout");
+        }
+        End::Killed => {
+            shared.stats.killed.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, backend = %backend.addr, "proxy: session closed (backend down or drain over)");
+            sockopt::reset_on_close(&client);
+            sockopt::reset_on_close(server);
+        }
+    }
+}
+
+enum End {
+    Done,
+    Error(io::Error),
+    Idle,
+    Killed,
+}
+
+/// How often a session without idle timeout looks again whether one was set since.
+const IDLE_RECHECK: Duration = Duration::from_secs(10);
+
+/// Resolves when the session has moved no byte for `idle_timeout`. A plain timer, not a watch on the
+/// settings: the settings channel is shared by every session, so waiting on it would put a shared lock on every
+/// wake-up. A live change of the timeout reaches open sessions within [`IDLE_RECHECK`] (or the old timeout).
+async fn idle(activity: &forward::Activity, settings: &watch::Receiver<ProxySettings>) {
+    loop {
+        let timeout = settings.borrow().idle_timeout;
+        let deadline = match timeout {
+            None => Instant::now() + IDLE_RECHECK,
+            Some(t) => {
+                let d = activity.last() + t;
+                if Instant::now() >= d {
+                    return;
+                }
+                d.min(Instant::now() + IDLE_RECHECK)
+            }
+        };
+        tokio::time::sleep_until(deadline.into()).await;
+    }
+}
+
+/// Watches backend health and closes the sessions of a backend that goes down (or leaves the list) when
+/// shutdown_sessions_on_backend_down is set. Transitions only: a backend already down when the flag is set
+/// keeps its (panic-mode) sessions.
+async fn monitor(
+    shared: Arc<Shared>,
+    mut backends: watch::Receiver<Backends>,
+    mut settings: watch::Receiver<ProxySettings>,
+    stop: CancellationToken,
+) {
+    let up = |list: &Backends| -> Vec<SocketAddr> {
+        list.iter().filter(|b| b.healthy).map(|b| b.addr).collect()
+    };
+    let mut was_up = up(&backends.borrow_and_update());
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            r = backends.changed() => if r.is_err() { return },
+            r = settings.changed() => { if r.is_err() { return } continue }
+        }
+        let now_up = up(&backends.borrow_and_update());
+        let went_down: Vec<SocketAddr> = was_up
+            .iter()
+            .filter(|a| !now_up.contains(a))
+            .copied()
+            .collect();
+        was_up = now_up;
+        if went_down.is_empty() || !settings.borrow().shutdown_sessions_on_backend_down {
+            continue;
+        }
+        for addr in went_down {
+            let n = shared.kill_backend(addr);
+            if n > 0 {
+                tracing::info!(backend = %addr, sessions = n, "proxy: backend down, closing its sessions");
+            }
+        }
+    }
+}
