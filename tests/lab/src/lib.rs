@@ -1,1 +1,2 @@
 //! The lab shared by vipd tests: network namespaces, bridges, veth pairs and fake apiservers.
+pub mod netns;
