@@ -40,7 +40,10 @@ pub enum Input {
     /// Leave: a master sends priority 0 and removes its VIPs.
     Shutdown,
     /// A valid advertisement for our VRID from `src` (already checked by the codec and the socket layer).
-    Advert { src: IpAddr, advert: Advertisement },
+    Advert {
+        src: IpAddr,
+        advert: Advertisement,
+    },
     /// The deadline from `poll_timeout()` has passed.
     Timeout,
     /// Tracking changed the effective priority (clamped by the router to 1..=254 unless owner).
@@ -69,12 +72,20 @@ pub enum TransitionReason {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Send one advertisement carrying `priority` (0 when leaving).
-    SendAdvert { priority: Priority },
+    SendAdvert {
+        priority: Priority,
+    },
     AddVips,
     RemoveVips,
     /// Send `count` gratuitous ARP / unsolicited NA frames for every VIP now.
-    Announce { count: u32 },
-    StateChanged { from: State, to: State, reason: TransitionReason },
+    Announce {
+        count: u32,
+    },
+    StateChanged {
+        from: State,
+        to: State,
+        reason: TransitionReason,
+    },
 }
 
 #[derive(Debug)]
