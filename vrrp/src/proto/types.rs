@@ -58,7 +58,7 @@ impl Centis {
     /// The interval for a duration in whole centiseconds; `None` when not whole or out of range.
     pub fn from_duration(d: Duration) -> Option<Self> {
         let ns = d.as_nanos();
-        if ns % 10_000_000 != 0 {
+        if !ns.is_multiple_of(10_000_000) {
             return None;
         }
         u16::try_from(ns / 10_000_000).ok().and_then(Self::new)
