@@ -363,3 +363,6 @@ impl Instance {
         let _ = self.task.await;
     }
 }
+
+#[cfg(test)]
+mod ns_tests;
