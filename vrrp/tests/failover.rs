@@ -266,3 +266,31 @@ fn ipv6_takeover_with_unsolicited_na() {
         .ns
         .succeeds(["ping", "-6", "-c1", "-W2", "2001:db8::100"]));
 }
+
+/// A node sending the RFC 9568 message-only IPv4 checksum and one sending Keepalived's pseudo-header form
+/// accept each other (both forms are accepted on receive), in both roles.
+#[test]
+fn message_only_and_pseudo_header_checksums_interoperate() {
+    let lab = lab("csum", 2);
+    let (n0, n1) = (lab.node("n0"), lab.node("n1"));
+    let nodes = [n0, n1];
+    let p0 = start_node(n0, &NodeSpec::new(56, 100, VIP4));
+    let mut s1 = NodeSpec::new(56, 200, VIP4);
+    s1.checksum = "message";
+    let mut p1 = start_node(n1, &s1);
+    assert!(wait_state(&p1, "Master", START), "{:?}", p1.lines());
+    assert_sole_holder(&nodes, VIP4, "n1", SLACK, STEADY);
+    let st = stats(&p0);
+    assert!(st["adverts_received"] > 0);
+    assert_eq!(st["drop_checksum"], 0);
+    p1.stop(Signal::SIGTERM, Duration::from_secs(10));
+    assert!(wait_state(&p0, "Master", SLACK));
+    let mut s1 = s1.clone();
+    s1.priority = 50;
+    let p1 = start_node(n1, &s1);
+    assert!(wait_state(&p1, "Backup", SLACK));
+    assert_sole_holder(&nodes, VIP4, "n0", SLACK, STEADY);
+    let st = stats(&p1);
+    assert!(st["adverts_received"] > 0);
+    assert_eq!(st["drop_checksum"], 0);
+}

@@ -85,6 +85,22 @@ fn interop(tag: &str, vrid: u8, vip: IpAddr, unicast: bool) {
     );
     assert_eq!(state(&p).as_deref(), Some("Backup"));
 
+    if std::env::var_os("SHOW_KA").is_some() {
+        eprintln!("{}", ka.proc.lines().join("\n"));
+    }
+    let complaints: Vec<String> = ka
+        .proc
+        .lines()
+        .into_iter()
+        .filter(|l| {
+            let l = l.to_lowercase();
+            l.contains("checksum") || l.contains("invalid") || l.contains("ttl")
+        })
+        .collect();
+    assert!(
+        complaints.is_empty(),
+        "Keepalived complained: {complaints:?}"
+    );
     // Keepalived leaves: vipd takes over.
     ka.stop();
     assert!(
