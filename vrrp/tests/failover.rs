@@ -139,20 +139,25 @@ fn sigterm_sends_priority_zero_and_backup_takes_over_after_skew_time() {
         .iter()
         .filter_map(|f| match decode_frame(&f.data) {
             Decoded::Vrrp {
-                src, priority, ttl, ..
-            } => Some((f.ts, src, priority, ttl)),
+                src,
+                priority,
+                ttl,
+                tos,
+                ..
+            } => Some((f.ts, src, priority, ttl, tos)),
             _ => None,
         })
         .collect();
     let zero = vrrp
         .iter()
-        .find(|(_, src, prio, _)| *src == IpAddr::V4(n1.v4) && *prio == 0)
+        .find(|(_, src, prio, _, _)| *src == IpAddr::V4(n1.v4) && *prio == 0)
         .expect("no priority-0 advertisement seen");
     let takeover = vrrp
         .iter()
-        .find(|(ts, src, _, _)| *ts > zero.0 && *src == IpAddr::V4(n0.v4))
+        .find(|(ts, src, _, _, _)| *ts > zero.0 && *src == IpAddr::V4(n0.v4))
         .expect("no advertisement from the new master");
     let dt = takeover.0 - zero.0;
+    eprintln!("takeover {dt:.3}s after the priority-0 advertisement");
     assert!(
         dt < 2.0,
         "takeover took {dt:.3}s after priority 0 (Master_Down_Interval is 3.6 s)"
