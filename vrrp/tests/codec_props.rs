@@ -83,6 +83,13 @@ proptest! {
     }
 
     #[test]
+    fn ipv4_header_parse_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..120)) {
+        if let Ok((h, payload)) = vrrp::proto::packet::Ipv4Header::parse(&bytes) {
+            prop_assert_eq!(payload.len(), h.total_len - h.header_len);
+        }
+    }
+
+    #[test]
     fn decode_of_plausible_headers_never_panics(
         count in any::<u8>(),
         tail in prop::collection::vec(any::<u8>(), 0..300),

@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 
 use serde_json::Value;
+use vrrp::proto::packet::Ipv4Header;
 use vrrp::proto::{frames, Advertisement, Centis, ChecksumMode, DecodeError, Priority, Vrid};
 
 fn frames_json() -> Vec<Value> {
@@ -27,11 +28,9 @@ fn ip_payload(frame: &[u8]) -> (IpAddr, IpAddr, &[u8]) {
     let ip = &frame[14..];
     match u16::from_be_bytes([frame[12], frame[13]]) {
         0x0800 => {
-            let ihl = usize::from(ip[0] & 0x0f) * 4;
-            let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-            let src = IpAddr::from(<[u8; 4]>::try_from(&ip[12..16]).unwrap());
-            let dst = IpAddr::from(<[u8; 4]>::try_from(&ip[16..20]).unwrap());
-            (src, dst, &ip[ihl..total])
+            let (h, payload) = Ipv4Header::parse(ip).unwrap();
+            assert_eq!((h.ttl, h.protocol), (255, 112));
+            (h.src.into(), h.dst.into(), payload)
         }
         0x86dd => {
             let plen = usize::from(u16::from_be_bytes([ip[4], ip[5]]));

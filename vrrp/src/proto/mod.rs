@@ -8,5 +8,5 @@ pub mod router;
 pub mod types;
 
 pub use packet::{Advertisement, ChecksumMode, DecodeError};
-pub use router::{Action, Input, Router, RouterConfig, State, TransitionReason};
+pub use router::{Action, Input, Mismatch, Router, RouterConfig, State, TransitionReason};
 pub use types::{Centis, Priority, Vrid};

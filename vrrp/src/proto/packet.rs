@@ -119,6 +119,19 @@ pub enum DecodeError {
     /// Source and destination of the IP header are of different families.
     #[error("address family does not match the IP header")]
     Family,
+    /// TTL / hop limit not 255 on a multicast advertisement (checked by the socket layer, see
+    /// [`check_hop_limit`]): the packet was routed, so it is not from this link.
+    #[error("TTL / hop limit {0} is not 255")]
+    HopLimit(u8),
+    /// A VRID not configured on this interface (checked by the driver, which knows its routers).
+    #[error("VRID {0} is not configured here")]
+    UnknownVrid(u8),
+    /// A unicast advertisement from an address not in the peer list (checked by the socket layer).
+    #[error("{0} is not a configured unicast peer")]
+    UnknownPeer(IpAddr),
+    /// The IPv4 header around the message is malformed (see [`Ipv4Header::parse`]).
+    #[error("malformed IPv4 header")]
+    IpHeader,
 }
 
 impl DecodeError {
@@ -133,11 +146,15 @@ impl DecodeError {
             DecodeError::ZeroInterval => "zero_interval",
             DecodeError::ZeroVrid => "zero_vrid",
             DecodeError::Family => "family",
+            DecodeError::HopLimit(_) => "hop_limit",
+            DecodeError::UnknownVrid(_) => "unknown_vrid",
+            DecodeError::UnknownPeer(_) => "unknown_peer",
+            DecodeError::IpHeader => "ip_header",
         }
     }
 
     /// Every reason label, so a metrics layer can pre-register all counters at zero.
-    pub const REASONS: [&'static str; 8] = [
+    pub const REASONS: [&'static str; 12] = [
         "truncated",
         "version",
         "type",
@@ -146,7 +163,61 @@ impl DecodeError {
         "zero_interval",
         "zero_vrid",
         "family",
+        "hop_limit",
+        "unknown_vrid",
+        "unknown_peer",
+        "ip_header",
     ];
+}
+
+/// RFC 5798 7.1: a multicast advertisement must arrive with TTL / hop limit 255. (Unicast peers are checked
+/// against the peer list instead, since some setups route them.)
+pub fn check_hop_limit(ttl: u8) -> Result<(), DecodeError> {
+    if ttl == 255 {
+        Ok(())
+    } else {
+        Err(DecodeError::HopLimit(ttl))
+    }
+}
+
+/// The IPv4 header fields the receive path needs, read from what an IPv4 raw socket delivers (header
+/// included). The header length comes from IHL: options are legal, so 20 bytes is never assumed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ipv4Header {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub ttl: u8,
+    pub protocol: u8,
+    /// Bytes of header; the payload starts here.
+    pub header_len: usize,
+    /// Header plus payload, from Total Length; anything after it is padding.
+    pub total_len: usize,
+}
+
+impl Ipv4Header {
+    /// Parse `packet` and return the header and the payload (without padding).
+    pub fn parse(packet: &[u8]) -> Result<(Self, &[u8]), DecodeError> {
+        if packet.len() < 20 {
+            return Err(DecodeError::Truncated);
+        }
+        let header_len = usize::from(packet[0] & 0x0f) * 4;
+        let total_len = usize::from(u16::from_be_bytes([packet[2], packet[3]]));
+        if packet[0] >> 4 != 4 || header_len < 20 || total_len < header_len {
+            return Err(DecodeError::IpHeader);
+        }
+        let payload = packet
+            .get(header_len..total_len)
+            .ok_or(DecodeError::Truncated)?;
+        let hdr = Ipv4Header {
+            src: Ipv4Addr::new(packet[12], packet[13], packet[14], packet[15]),
+            dst: Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]),
+            ttl: packet[8],
+            protocol: packet[9],
+            header_len,
+            total_len,
+        };
+        Ok((hdr, payload))
+    }
 }
 
 impl Advertisement {
@@ -403,6 +474,42 @@ mod tests {
     }
 
     #[test]
+    fn ipv4_header_uses_ihl_and_total_length() {
+        // 24-byte header (one option word), then 12 bytes of message, then 10 bytes of padding.
+        let msg = sample().encode(
+            v4("192.0.2.10"),
+            v4("224.0.0.18"),
+            ChecksumMode::PseudoHeader,
+        );
+        let mut p = vec![
+            0x46, 0xc0, 0, 36, 0, 1, 0, 0, 255, 112, 0, 0, 192, 0, 2, 10, 224, 0, 0, 18,
+        ];
+        p.extend_from_slice(&[1, 1, 1, 1]);
+        p.extend_from_slice(&msg);
+        p.extend_from_slice(&[0; 10]);
+        let (h, payload) = Ipv4Header::parse(&p).unwrap();
+        assert_eq!(
+            (h.header_len, h.total_len, h.ttl, h.protocol),
+            (24, 36, 255, 112)
+        );
+        assert_eq!(payload, &msg[..]);
+        assert_eq!(check_hop_limit(h.ttl), Ok(()));
+        assert_eq!(check_hop_limit(64), Err(DecodeError::HopLimit(64)));
+        assert_eq!(
+            Ipv4Header::parse(&p[..30]).unwrap_err(),
+            DecodeError::Truncated
+        );
+        let mut bad = p.clone();
+        bad[0] = 0x44;
+        assert_eq!(Ipv4Header::parse(&bad).unwrap_err(), DecodeError::IpHeader);
+        bad[0] = 0x65;
+        assert_eq!(Ipv4Header::parse(&bad).unwrap_err(), DecodeError::IpHeader);
+        bad[0] = 0x46;
+        bad[3] = 10;
+        assert_eq!(Ipv4Header::parse(&bad).unwrap_err(), DecodeError::IpHeader);
+    }
+
+    #[test]
     fn encode_skips_foreign_family_addresses() {
         let mut adv = sample();
         adv.addresses.push("2001:db8::1".parse().unwrap());
@@ -423,6 +530,10 @@ mod tests {
             DecodeError::ZeroInterval,
             DecodeError::ZeroVrid,
             DecodeError::Family,
+            DecodeError::HopLimit(1),
+            DecodeError::UnknownVrid(9),
+            DecodeError::UnknownPeer(v4("192.0.2.9")),
+            DecodeError::IpHeader,
         ];
         let labels: Vec<_> = all.iter().map(DecodeError::reason).collect();
         assert_eq!(labels, DecodeError::REASONS);

@@ -1,7 +1,18 @@
-//! The VRRPv3 state machine (RFC 5798 section 6, RFC 9568). CONTRACT STUB: to be implemented (issue 3).
+//! The VRRPv3 state machine (RFC 5798 section 6 with the RFC 9568 changes): one virtual router's state,
+//! timers and the actions it asks its driver to perform.
 //!
 //! Shape (quinn-proto / str0m): feed an [`Input`] with `handle(now, input)`, then drain [`Action`]s with
 //! `poll_action()` and arm one timer at `poll_timeout()`; when it fires, `handle(now, Input::Timeout)`.
+//! Time only ever comes in as `now`, so the whole machine runs on a virtual clock in tests.
+//!
+//! Beyond the RFC text:
+//! - RFC 9568: a master that hears a lower priority (or an equal one from a lower address) advertises at once,
+//!   which ends a dual-master period after a partition within one delivery.
+//! - Preempt delay (Keepalived's `preempt_delay`): a backup that could preempt a lower-priority master keeps
+//!   accepting its advertisements for `preempt_delay` after first hearing it, then takes over.
+//! - Fault: link down or a `fault` tracking policy; a master leaving for a fault sends priority 0 so a backup
+//!   takes over after Skew_Time instead of Master_Down_Interval.
+use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -56,11 +67,17 @@ pub enum Input {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TransitionReason {
+    /// Initialize -> Backup.
     Startup,
+    /// Initialize -> Master for the address owner (priority 255).
     Owner,
+    /// Backup -> Master: no advertisement for Master_Down_Interval.
     MasterDown,
+    /// Backup -> Master: we outrank the current master and preempt it (after any preempt delay).
     Preempted,
+    /// Master -> Backup: a higher priority (or equal priority from a higher address) was heard.
     HigherPriority,
+    /// Backup -> Master: the master left with priority 0 and Skew_Time passed.
     PriorityZero,
     Shutdown,
     LinkDown,
@@ -88,33 +105,401 @@ pub enum Action {
     },
 }
 
+/// What a received advertisement has that our configuration does not (see [`Router::mismatch`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mismatch {
+    /// The sender's interval, when it is not ours.
+    pub interval: Option<Centis>,
+    /// The address lists differ (compared as sets).
+    pub addresses: bool,
+}
+
+/// `Skew_Time = ((256 - Priority) * Master_Adver_Interval) / 256`, in nanoseconds so nothing is truncated
+/// (the exact value is a multiple of 1/2 ns; the remainder is below anything a timer can express).
+pub fn skew_time(priority: Priority, master_adver_interval: Centis) -> Duration {
+    let ns =
+        (256 - u64::from(priority.get())) * u64::from(master_adver_interval.get()) * 10_000_000
+            / 256;
+    Duration::from_nanos(ns)
+}
+
+/// `Master_Down_Interval = 3 * Master_Adver_Interval + Skew_Time`.
+pub fn master_down_interval(priority: Priority, master_adver_interval: Centis) -> Duration {
+    master_adver_interval.as_duration() * 3 + skew_time(priority, master_adver_interval)
+}
+
 #[derive(Debug)]
 pub struct Router {
-    _cfg: RouterConfig,
+    cfg: RouterConfig,
+    state: State,
+    /// Configured priority adjusted by tracking; the owner's stays 255.
+    priority: Priority,
+    /// The interval the master advertises (ours while master), learned from every accepted advertisement.
+    master_adver_interval: Centis,
+    master_address: Option<IpAddr>,
+    link_up: bool,
+    track_fault: bool,
+    /// Why the master down timer will fire, for the transition reason.
+    down_reason: TransitionReason,
+    master_down_at: Option<Instant>,
+    adver_at: Option<Instant>,
+    /// When a pending preemption (delayed by `preempt_delay`) happens.
+    preempt_at: Option<Instant>,
+    garp_delay_at: Option<Instant>,
+    garp_refresh_at: Option<Instant>,
+    actions: VecDeque<Action>,
 }
 
 impl Router {
     pub fn new(cfg: RouterConfig) -> Self {
-        Router { _cfg: cfg }
+        Router {
+            priority: cfg.priority,
+            master_adver_interval: cfg.advert_interval,
+            cfg,
+            state: State::Initialize,
+            master_address: None,
+            link_up: true,
+            track_fault: false,
+            down_reason: TransitionReason::MasterDown,
+            master_down_at: None,
+            adver_at: None,
+            preempt_at: None,
+            garp_delay_at: None,
+            garp_refresh_at: None,
+            actions: VecDeque::new(),
+        }
     }
-    pub fn handle(&mut self, _now: Instant, _input: Input) {
-        unimplemented!("issue 3")
+
+    pub fn handle(&mut self, now: Instant, input: Input) {
+        match input {
+            Input::Startup => self.on_startup(now),
+            Input::Shutdown => self.on_shutdown(),
+            Input::Advert { src, advert } => self.on_advert(now, src, &advert),
+            Input::Timeout => self.on_timeout(now),
+            Input::PriorityChanged(p) => self.on_priority(now, p),
+            Input::TrackFault(fault) => {
+                self.track_fault = fault;
+                self.check_fault(
+                    now,
+                    TransitionReason::TrackFault,
+                    TransitionReason::TrackRecovered,
+                );
+            }
+            Input::LinkDown => {
+                self.link_up = false;
+                self.check_fault(now, TransitionReason::LinkDown, TransitionReason::LinkUp);
+            }
+            Input::LinkUp => {
+                self.link_up = true;
+                self.check_fault(now, TransitionReason::LinkDown, TransitionReason::LinkUp);
+            }
+        }
     }
+
     pub fn poll_action(&mut self) -> Option<Action> {
-        unimplemented!("issue 3")
+        self.actions.pop_front()
     }
+
     pub fn poll_timeout(&self) -> Option<Instant> {
-        unimplemented!("issue 3")
+        [
+            self.master_down_at,
+            self.adver_at,
+            self.preempt_at,
+            self.garp_delay_at,
+            self.garp_refresh_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
+
     pub fn state(&self) -> State {
-        unimplemented!("issue 3")
+        self.state
     }
+
     /// The priority currently advertised (configured, adjusted by tracking).
     pub fn effective_priority(&self) -> Priority {
-        unimplemented!("issue 3")
+        self.priority
     }
+
     /// The current master's address as last heard (ours when master).
     pub fn master_address(&self) -> Option<IpAddr> {
-        unimplemented!("issue 3")
+        self.master_address
+    }
+
+    pub fn config(&self) -> &RouterConfig {
+        &self.cfg
+    }
+
+    /// The master's advertisement interval as learned (our own until a master is heard, and while master).
+    pub fn master_advert_interval(&self) -> Centis {
+        self.master_adver_interval
+    }
+
+    /// Skew_Time for our effective priority and the learned interval.
+    pub fn skew_time(&self) -> Duration {
+        skew_time(self.priority, self.master_adver_interval)
+    }
+
+    /// Master_Down_Interval for our effective priority and the learned interval.
+    pub fn master_down_interval(&self) -> Duration {
+        master_down_interval(self.priority, self.master_adver_interval)
+    }
+
+    /// The advertisement to put on the wire for a [`Action::SendAdvert`].
+    pub fn advertisement(&self, priority: Priority) -> Advertisement {
+        Advertisement {
+            vrid: self.cfg.vrid,
+            priority,
+            max_advert_int: self.cfg.advert_interval,
+            addresses: self.cfg.vips.clone(),
+        }
+    }
+
+    /// How `adv` differs from our configuration. RFC 5798 7.1 says to log this, not to drop the packet: during
+    /// a rolling change of interval or VIPs both sides must keep electing.
+    pub fn mismatch(&self, adv: &Advertisement) -> Option<Mismatch> {
+        let interval =
+            (adv.max_advert_int != self.cfg.advert_interval).then_some(adv.max_advert_int);
+        let mut theirs = adv.addresses.clone();
+        let mut ours = self.cfg.vips.clone();
+        theirs.sort();
+        theirs.dedup();
+        ours.sort();
+        ours.dedup();
+        let addresses = theirs != ours;
+        (interval.is_some() || addresses).then_some(Mismatch {
+            interval,
+            addresses,
+        })
+    }
+
+    fn is_owner(&self) -> bool {
+        self.cfg.priority == Priority::OWNER
+    }
+
+    fn faulty(&self) -> bool {
+        !self.link_up || self.track_fault
+    }
+
+    fn transition(&mut self, to: State, reason: TransitionReason) {
+        let from = self.state;
+        self.state = to;
+        self.actions
+            .push_back(Action::StateChanged { from, to, reason });
+    }
+
+    fn clear_timers(&mut self) {
+        self.master_down_at = None;
+        self.adver_at = None;
+        self.preempt_at = None;
+        self.garp_delay_at = None;
+        self.garp_refresh_at = None;
+    }
+
+    fn on_startup(&mut self, now: Instant) {
+        if self.state != State::Initialize {
+            return;
+        }
+        if self.faulty() {
+            let reason = if self.link_up {
+                TransitionReason::TrackFault
+            } else {
+                TransitionReason::LinkDown
+            };
+            self.transition(State::Fault, reason);
+        } else {
+            self.leave_initial(now, TransitionReason::Startup, TransitionReason::Owner);
+        }
+    }
+
+    /// RFC 5798 6.4.1: the owner goes straight to master, everyone else waits as backup.
+    fn leave_initial(
+        &mut self,
+        now: Instant,
+        backup_reason: TransitionReason,
+        owner_reason: TransitionReason,
+    ) {
+        if self.priority == Priority::OWNER {
+            self.become_master(now, owner_reason);
+        } else {
+            self.become_backup(now, backup_reason);
+        }
+    }
+
+    fn become_master(&mut self, now: Instant, reason: TransitionReason) {
+        self.clear_timers();
+        self.transition(State::Master, reason);
+        self.master_adver_interval = self.cfg.advert_interval;
+        self.master_address = Some(self.cfg.primary_address);
+        self.actions.push_back(Action::AddVips);
+        self.send_advert(now);
+        if self.cfg.garp_repeat > 0 {
+            self.actions.push_back(Action::Announce {
+                count: self.cfg.garp_repeat,
+            });
+            if !self.cfg.garp_delay.is_zero() {
+                self.garp_delay_at = Some(now + self.cfg.garp_delay);
+            }
+            if !self.cfg.garp_refresh.is_zero() {
+                self.garp_refresh_at = Some(now + self.cfg.garp_refresh);
+            }
+        }
+    }
+
+    /// Enter backup from Initialize or Fault, waiting Master_Down_Interval for a master to show up.
+    fn become_backup(&mut self, now: Instant, reason: TransitionReason) {
+        self.clear_timers();
+        self.transition(State::Backup, reason);
+        self.master_adver_interval = self.cfg.advert_interval;
+        self.master_address = None;
+        self.down_reason = TransitionReason::MasterDown;
+        self.master_down_at = Some(now + self.master_down_interval());
+    }
+
+    fn send_advert(&mut self, now: Instant) {
+        self.actions.push_back(Action::SendAdvert {
+            priority: self.priority,
+        });
+        self.adver_at = Some(now + self.cfg.advert_interval.as_duration());
+    }
+
+    /// Leave master for `to` (Initialize or Fault), telling backups to take over after Skew_Time.
+    fn abdicate(&mut self, to: State, reason: TransitionReason) {
+        self.clear_timers();
+        self.actions.push_back(Action::SendAdvert {
+            priority: Priority::LEAVING,
+        });
+        self.actions.push_back(Action::RemoveVips);
+        self.master_address = None;
+        self.transition(to, reason);
+    }
+
+    fn on_shutdown(&mut self) {
+        match self.state {
+            State::Initialize => {}
+            State::Master => self.abdicate(State::Initialize, TransitionReason::Shutdown),
+            State::Backup | State::Fault => {
+                self.clear_timers();
+                self.master_address = None;
+                self.transition(State::Initialize, TransitionReason::Shutdown);
+            }
+        }
+    }
+
+    fn check_fault(&mut self, now: Instant, enter: TransitionReason, leave: TransitionReason) {
+        match (self.state, self.faulty()) {
+            (State::Master, true) => self.abdicate(State::Fault, enter),
+            (State::Backup, true) => {
+                self.clear_timers();
+                self.master_address = None;
+                self.transition(State::Fault, enter);
+            }
+            (State::Fault, false) => self.leave_initial(now, leave, leave),
+            _ => {}
+        }
+    }
+
+    fn on_priority(&mut self, now: Instant, p: Priority) {
+        if self.is_owner() {
+            return;
+        }
+        let p = Priority(p.get().clamp(1, 254));
+        if p == self.priority {
+            return;
+        }
+        self.priority = p;
+        if self.state == State::Master {
+            // Tell the backups now: one that outranks us can start preempting without waiting an interval.
+            self.send_advert(now);
+        }
+    }
+
+    fn on_advert(&mut self, now: Instant, src: IpAddr, adv: &Advertisement) {
+        if adv.vrid != self.cfg.vrid || src == self.cfg.primary_address {
+            // Not ours, or our own looped back: the socket layer should have filtered both.
+            return;
+        }
+        match self.state {
+            State::Backup => self.backup_advert(now, src, adv),
+            State::Master => self.master_advert(now, src, adv),
+            State::Initialize | State::Fault => {}
+        }
+    }
+
+    /// RFC 5798 6.4.2, receiving an ADVERTISEMENT in Backup.
+    fn backup_advert(&mut self, now: Instant, src: IpAddr, adv: &Advertisement) {
+        if adv.priority == Priority::LEAVING {
+            self.master_address = None;
+            self.preempt_at = None;
+            self.down_reason = TransitionReason::PriorityZero;
+            self.master_down_at = Some(now + self.skew_time());
+            return;
+        }
+        let outranked = adv.priority < self.priority;
+        if outranked && self.cfg.preempt {
+            if self.cfg.preempt_delay.is_zero() {
+                // Discard: the down timer runs out and we take over.
+                self.down_reason = TransitionReason::Preempted;
+                return;
+            }
+            // Accept below (so a vanishing master is still noticed), and take over when the delay ends.
+            self.preempt_at.get_or_insert(now + self.cfg.preempt_delay);
+        } else {
+            self.preempt_at = None;
+        }
+        self.master_address = Some(src);
+        self.master_adver_interval = adv.max_advert_int;
+        self.down_reason = TransitionReason::MasterDown;
+        self.master_down_at = Some(now + self.master_down_interval());
+    }
+
+    /// RFC 5798 6.4.3, receiving an ADVERTISEMENT in Master.
+    fn master_advert(&mut self, now: Instant, src: IpAddr, adv: &Advertisement) {
+        let theirs = (adv.priority, src);
+        let ours = (self.priority, self.cfg.primary_address);
+        if adv.priority == Priority::LEAVING || theirs < ours {
+            // 6.4.3 for priority 0; RFC 9568 for a lower one: re-assert at once.
+            self.send_advert(now);
+            return;
+        }
+        self.clear_timers();
+        self.actions.push_back(Action::RemoveVips);
+        self.transition(State::Backup, TransitionReason::HigherPriority);
+        self.master_address = Some(src);
+        self.master_adver_interval = adv.max_advert_int;
+        self.down_reason = TransitionReason::MasterDown;
+        self.master_down_at = Some(now + self.master_down_interval());
+    }
+
+    fn on_timeout(&mut self, now: Instant) {
+        let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
+        match self.state {
+            State::Backup => {
+                if due(self.preempt_at) {
+                    self.become_master(now, TransitionReason::Preempted);
+                } else if due(self.master_down_at) {
+                    self.become_master(now, self.down_reason);
+                }
+            }
+            State::Master => {
+                if due(self.adver_at) {
+                    self.send_advert(now);
+                }
+                if due(self.garp_delay_at) {
+                    self.garp_delay_at = None;
+                    self.actions.push_back(Action::Announce {
+                        count: self.cfg.garp_repeat,
+                    });
+                }
+                if due(self.garp_refresh_at) {
+                    self.garp_refresh_at = Some(now + self.cfg.garp_refresh);
+                    self.actions.push_back(Action::Announce {
+                        count: self.cfg.garp_repeat,
+                    });
+                }
+            }
+            State::Initialize | State::Fault => {}
+        }
     }
 }

@@ -1,0 +1,389 @@
+//! Single-router behaviour where the exact list of actions matters: start-up, shutdown, fault, tracking and the
+//! gratuitous ARP / NA schedule. Time is a virtual `Instant` the test moves; nothing sleeps.
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use vrrp::proto::router::{master_down_interval, skew_time};
+use vrrp::proto::{
+    Action, Advertisement, Centis, Input, Priority, Router, RouterConfig, State,
+    TransitionReason as R, Vrid,
+};
+
+fn cfg(prio: u8) -> RouterConfig {
+    RouterConfig {
+        vrid: Vrid::new(51).unwrap(),
+        priority: Priority(prio),
+        advert_interval: Centis::new(100).unwrap(),
+        preempt: true,
+        preempt_delay: Duration::ZERO,
+        primary_address: IpAddr::from([192, 0, 2, 1]),
+        vips: vec![IpAddr::from([192, 0, 2, 100])],
+        garp_repeat: 5,
+        garp_delay: Duration::from_secs(5),
+        garp_refresh: Duration::ZERO,
+    }
+}
+
+fn drain(r: &mut Router) -> Vec<Action> {
+    std::iter::from_fn(|| r.poll_action()).collect()
+}
+
+fn changed(from: State, to: State, reason: R) -> Action {
+    Action::StateChanged { from, to, reason }
+}
+
+fn advert(prio: u8) -> Input {
+    Input::Advert {
+        src: IpAddr::from([192, 0, 2, 2]),
+        advert: Advertisement {
+            vrid: Vrid::new(51).unwrap(),
+            priority: Priority(prio),
+            max_advert_int: Centis::new(100).unwrap(),
+            addresses: vec![IpAddr::from([192, 0, 2, 100])],
+        },
+    }
+}
+
+/// A router that has become master at `t0` (owner priority skips the wait).
+fn master(prio: u8, t0: Instant) -> Router {
+    let mut r = Router::new(cfg(prio));
+    r.handle(t0, Input::Startup);
+    if prio != 255 {
+        let at = r.poll_timeout().unwrap();
+        r.handle(at, Input::Timeout);
+    }
+    drain(&mut r);
+    assert_eq!(r.state(), State::Master);
+    r
+}
+
+#[test]
+fn timers_are_not_truncated() {
+    let i = Centis::new(100).unwrap();
+    assert_eq!(skew_time(Priority(100), i), Duration::from_micros(609_375));
+    assert_eq!(
+        master_down_interval(Priority(200), i),
+        Duration::from_micros(3_218_750)
+    );
+    // 10 ms interval, priority 254: skew 78.125 us, which a seconds- or milliseconds-based timer loses.
+    assert_eq!(
+        skew_time(Priority(254), Centis::new(1).unwrap()),
+        Duration::from_nanos(78_125)
+    );
+}
+
+#[test]
+fn non_owner_starts_as_backup_with_the_down_timer_running() {
+    let t0 = Instant::now();
+    let mut r = Router::new(cfg(100));
+    assert_eq!(r.poll_timeout(), None);
+    r.handle(t0, Input::Startup);
+    assert_eq!(
+        drain(&mut r),
+        vec![changed(State::Initialize, State::Backup, R::Startup)]
+    );
+    assert_eq!(
+        r.poll_timeout(),
+        Some(t0 + Duration::from_micros(3_609_375))
+    );
+    assert_eq!(r.master_address(), None);
+    // A spurious early wake-up changes nothing.
+    r.handle(t0 + Duration::from_secs(1), Input::Timeout);
+    assert_eq!(drain(&mut r), vec![]);
+}
+
+#[test]
+fn owner_start_up_actions() {
+    let t0 = Instant::now();
+    let mut r = Router::new(cfg(255));
+    r.handle(t0, Input::Startup);
+    assert_eq!(
+        drain(&mut r),
+        vec![
+            changed(State::Initialize, State::Master, R::Owner),
+            Action::AddVips,
+            Action::SendAdvert {
+                priority: Priority(255)
+            },
+            Action::Announce { count: 5 },
+        ]
+    );
+    assert_eq!(r.master_address(), Some(IpAddr::from([192, 0, 2, 1])));
+}
+
+#[test]
+fn shutdown_as_master_sends_priority_zero_and_removes_vips() {
+    let t0 = Instant::now();
+    let mut r = master(100, t0);
+    r.handle(t0 + Duration::from_secs(10), Input::Shutdown);
+    assert_eq!(
+        drain(&mut r),
+        vec![
+            Action::SendAdvert {
+                priority: Priority(0)
+            },
+            Action::RemoveVips,
+            changed(State::Master, State::Initialize, R::Shutdown),
+        ]
+    );
+    assert_eq!(r.poll_timeout(), None);
+}
+
+#[test]
+fn shutdown_as_backup_is_silent() {
+    let t0 = Instant::now();
+    let mut r = Router::new(cfg(100));
+    r.handle(t0, Input::Startup);
+    drain(&mut r);
+    r.handle(t0, Input::Shutdown);
+    assert_eq!(
+        drain(&mut r),
+        vec![changed(State::Backup, State::Initialize, R::Shutdown)]
+    );
+    assert_eq!(r.poll_timeout(), None);
+}
+
+#[test]
+fn link_down_as_master_gives_up_with_priority_zero_and_link_up_waits_as_backup() {
+    let t0 = Instant::now();
+    let mut r = master(100, t0);
+    let t1 = t0 + Duration::from_secs(20);
+    r.handle(t1, Input::LinkDown);
+    assert_eq!(
+        drain(&mut r),
+        vec![
+            Action::SendAdvert {
+                priority: Priority(0)
+            },
+            Action::RemoveVips,
+            changed(State::Master, State::Fault, R::LinkDown),
+        ]
+    );
+    assert_eq!(r.poll_timeout(), None);
+    // Adverts and timeouts are ignored in Fault.
+    r.handle(t1, advert(50));
+    r.handle(t1, Input::Timeout);
+    assert_eq!(drain(&mut r), vec![]);
+    let t2 = t1 + Duration::from_secs(1);
+    r.handle(t2, Input::LinkUp);
+    assert_eq!(
+        drain(&mut r),
+        vec![changed(State::Fault, State::Backup, R::LinkUp)]
+    );
+    assert_eq!(
+        r.poll_timeout(),
+        Some(t2 + Duration::from_micros(3_609_375))
+    );
+}
+
+#[test]
+fn track_fault_needs_both_conditions_cleared() {
+    let t0 = Instant::now();
+    let mut r = master(100, t0);
+    r.handle(t0, Input::TrackFault(true));
+    assert_eq!(
+        drain(&mut r),
+        vec![
+            Action::SendAdvert {
+                priority: Priority(0)
+            },
+            Action::RemoveVips,
+            changed(State::Master, State::Fault, R::TrackFault),
+        ]
+    );
+    r.handle(t0, Input::LinkDown);
+    r.handle(t0, Input::TrackFault(false));
+    assert_eq!(drain(&mut r), vec![]);
+    assert_eq!(r.state(), State::Fault);
+    r.handle(t0, Input::LinkUp);
+    assert_eq!(
+        drain(&mut r),
+        vec![changed(State::Fault, State::Backup, R::LinkUp)]
+    );
+}
+
+#[test]
+fn start_up_with_a_fault_goes_to_fault() {
+    let t0 = Instant::now();
+    let mut r = Router::new(cfg(255));
+    r.handle(t0, Input::TrackFault(true));
+    r.handle(t0, Input::Startup);
+    assert_eq!(
+        drain(&mut r),
+        vec![changed(State::Initialize, State::Fault, R::TrackFault)]
+    );
+    // The owner recovers straight to master.
+    r.handle(t0, Input::TrackFault(false));
+    assert_eq!(
+        drain(&mut r)[0],
+        changed(State::Fault, State::Master, R::TrackRecovered)
+    );
+}
+
+#[test]
+fn backup_in_fault_goes_quietly() {
+    let t0 = Instant::now();
+    let mut r = Router::new(cfg(100));
+    r.handle(t0, Input::Startup);
+    drain(&mut r);
+    r.handle(t0, Input::LinkDown);
+    assert_eq!(
+        drain(&mut r),
+        vec![changed(State::Backup, State::Fault, R::LinkDown)]
+    );
+}
+
+#[test]
+fn tracking_priority_is_clamped_and_the_owner_is_untouched() {
+    let t0 = Instant::now();
+    let mut r = Router::new(cfg(100));
+    r.handle(t0, Input::PriorityChanged(Priority(0)));
+    assert_eq!(r.effective_priority(), Priority(1));
+    r.handle(t0, Input::PriorityChanged(Priority(255)));
+    assert_eq!(r.effective_priority(), Priority(254));
+    r.handle(t0, Input::PriorityChanged(Priority(90)));
+    assert_eq!(r.effective_priority(), Priority(90));
+    let mut owner = Router::new(cfg(255));
+    owner.handle(t0, Input::PriorityChanged(Priority(10)));
+    assert_eq!(owner.effective_priority(), Priority(255));
+}
+
+#[test]
+fn master_answers_priority_zero_and_lower_priority_at_once() {
+    let t0 = Instant::now();
+    let mut r = master(100, t0);
+    let t1 = t0 + Duration::from_millis(4_100);
+    for p in [0, 99] {
+        r.handle(t1, advert(p));
+        assert_eq!(
+            drain(&mut r),
+            vec![Action::SendAdvert {
+                priority: Priority(100)
+            }]
+        );
+        assert_eq!(r.poll_timeout(), Some(t1 + Duration::from_secs(1)));
+    }
+}
+
+#[test]
+fn master_hearing_higher_priority_steps_down_and_removes_vips() {
+    let t0 = Instant::now();
+    let mut r = master(100, t0);
+    let t1 = t0 + Duration::from_millis(4_100);
+    r.handle(t1, advert(101));
+    assert_eq!(
+        drain(&mut r),
+        vec![
+            Action::RemoveVips,
+            changed(State::Master, State::Backup, R::HigherPriority),
+        ]
+    );
+    assert_eq!(r.master_address(), Some(IpAddr::from([192, 0, 2, 2])));
+    assert_eq!(
+        r.poll_timeout(),
+        Some(t1 + Duration::from_micros(3_609_375))
+    );
+}
+
+#[test]
+fn foreign_vrid_and_own_adverts_are_ignored() {
+    let t0 = Instant::now();
+    let mut r = master(100, t0);
+    let Input::Advert { mut advert, .. } = advert(200) else {
+        unreachable!()
+    };
+    advert.vrid = Vrid::new(52).unwrap();
+    r.handle(
+        t0,
+        Input::Advert {
+            src: IpAddr::from([192, 0, 2, 2]),
+            advert: advert.clone(),
+        },
+    );
+    advert.vrid = Vrid::new(51).unwrap();
+    r.handle(
+        t0,
+        Input::Advert {
+            src: IpAddr::from([192, 0, 2, 1]),
+            advert,
+        },
+    );
+    assert_eq!(drain(&mut r), vec![]);
+    assert_eq!(r.state(), State::Master);
+}
+
+#[test]
+fn garp_schedule_burst_delay_and_refresh() {
+    let t0 = Instant::now();
+    let mut c = cfg(255);
+    c.garp_refresh = Duration::from_secs(60);
+    let mut r = Router::new(c);
+    r.handle(t0, Input::Startup);
+    let mut announces = vec![];
+    let mut now = t0;
+    for _ in 0..1000 {
+        for a in drain(&mut r) {
+            if let Action::Announce { count } = a {
+                announces.push(((now - t0).as_secs(), count));
+            }
+        }
+        now = r.poll_timeout().unwrap();
+        if now - t0 > Duration::from_secs(130) {
+            break;
+        }
+        r.handle(now, Input::Timeout);
+    }
+    assert_eq!(announces, vec![(0, 5), (5, 5), (60, 5), (120, 5)]);
+    // Leaving master stops the schedule.
+    r.handle(now, advert(255));
+    drain(&mut r);
+    assert!(r.poll_timeout().unwrap() >= now + Duration::from_secs(3));
+}
+
+#[test]
+fn backup_priority_zero_sets_down_timer_to_skew_time() {
+    let t0 = Instant::now();
+    let mut r = Router::new(cfg(100));
+    r.handle(t0, Input::Startup);
+    r.handle(t0, advert(200));
+    drain(&mut r);
+    let t1 = t0 + Duration::from_millis(1500);
+    r.handle(t1, advert(0));
+    assert_eq!(r.poll_timeout(), Some(t1 + Duration::from_micros(609_375)));
+    r.handle(r.poll_timeout().unwrap(), Input::Timeout);
+    assert_eq!(
+        drain(&mut r)[0],
+        changed(State::Backup, State::Master, R::PriorityZero)
+    );
+}
+
+#[test]
+fn mismatches_are_reported_not_dropped() {
+    let t0 = Instant::now();
+    let mut c = cfg(100);
+    c.vips.push(IpAddr::from([192, 0, 2, 101]));
+    let mut r = Router::new(c);
+    let Input::Advert { src, mut advert } = advert(200) else {
+        unreachable!()
+    };
+    assert_eq!(
+        r.mismatch(&advert),
+        Some(vrrp::proto::router::Mismatch {
+            interval: None,
+            addresses: true
+        })
+    );
+    advert.addresses = vec![
+        IpAddr::from([192, 0, 2, 101]),
+        IpAddr::from([192, 0, 2, 100]),
+    ];
+    assert_eq!(r.mismatch(&advert), None);
+    advert.max_advert_int = Centis::new(50).unwrap();
+    let m = r.mismatch(&advert).unwrap();
+    assert_eq!((m.interval, m.addresses), (Centis::new(50), false));
+    // Still accepted: the backup follows the master and learns its interval.
+    r.handle(t0, Input::Startup);
+    r.handle(t0, Input::Advert { src, advert });
+    assert_eq!(r.master_advert_interval(), Centis::new(50).unwrap());
+    assert_eq!(r.master_address(), Some(src));
+}
