@@ -101,9 +101,9 @@ fn crafted_multicast_packets_change_nothing_and_are_counted() {
     for (p, before, want) in [(&p0, &before0, "Backup"), (&p1, &before1, "Master")] {
         let after = stats(p);
         for k in [
-            "drop_ttl",
+            "drop_hop_limit",
             "drop_checksum",
-            "drop_vrid",
+            "drop_unknown_vrid",
             "drop_version",
             "drop_truncated",
         ] {

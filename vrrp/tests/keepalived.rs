@@ -111,7 +111,7 @@ fn interop(tag: &str, vrid: u8, vip: IpAddr, unicast: bool) {
     assert_sole_holder(&nodes, vip, "n0", SLACK, STEADY);
     let st = stats(&p);
     assert_eq!(st["drop_checksum"], 0);
-    assert_eq!(st["drop_ttl"], 0);
+    assert_eq!(st["drop_hop_limit"], 0);
 }
 
 #[test]

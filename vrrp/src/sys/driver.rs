@@ -11,7 +11,8 @@ use super::announce::AnnounceSocket;
 use super::netlink::{Net, NetState};
 use super::socket::{Received, VrrpSocket, GROUP_V4, GROUP_V6};
 use super::{Control, DropReason, InstanceConfig, VrrpStats, VrrpStatus};
-use crate::proto::{frames, Action, Advertisement, Centis, Input, Priority, Router, State};
+use crate::proto::packet::check_hop_limit;
+use crate::proto::{frames, Action, Advertisement, DecodeError, Input, Priority, Router, State};
 
 /// How often the interface is re-read even without a netlink notification.
 pub(crate) const NET_TICK: Duration = Duration::from_secs(1);
@@ -53,8 +54,8 @@ pub(crate) struct Driver {
     pub net_rx: mpsc::Receiver<Result<NetState, String>>,
     /// We added the VIP and have not removed it.
     pub vip_held: bool,
-    pub master_interval: Centis,
     pub drop_log: DropLog,
+    pub mismatch_logged: Option<Instant>,
 }
 
 impl Driver {
@@ -78,7 +79,7 @@ impl Driver {
             tokio::select! {
                 r = self.sock.recv(&mut buf) => match r {
                     Ok(Ok(rx)) => self.on_packet(&rx, &buf),
-                    Ok(Err(_)) => self.count_drop(DropReason::IpHeader, None),
+                    Ok(Err(e)) => self.count_drop(DropReason::from(&e), None),
                     Err(e) => {
                         tracing::error!(error = %e, "VRRP socket receive failed");
                         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -129,45 +130,51 @@ impl Driver {
     }
 
     fn on_packet(&mut self, rx: &Received, buf: &[u8]) {
-        let multicast = self.cfg.unicast_peers.is_empty();
         if rx.src == self.primary {
             return self.count_drop(DropReason::OwnPacket, Some(rx.src));
         }
-        if multicast {
-            if rx.ttl != Some(255) {
-                return self.count_drop(DropReason::Ttl, Some(rx.src));
+        match self.accept(rx, buf) {
+            Ok(advert) => {
+                self.stats.adverts_received.fetch_add(1, Ordering::Relaxed);
+                if let Some(m) = self.router.mismatch(&advert) {
+                    // RFC 5798 7.1: log, do not drop (a rolling change must keep electing).
+                    let now = Instant::now();
+                    if self
+                        .mismatch_logged
+                        .is_none_or(|t| now.duration_since(t) >= DROP_LOG_EVERY)
+                    {
+                        self.mismatch_logged = Some(now);
+                        tracing::warn!(src = %rx.src, interval = ?m.interval, addresses_differ = m.addresses,
+                            "advertisement differs from our configuration");
+                    }
+                }
+                let src = rx.src;
+                self.router
+                    .handle(Instant::now(), Input::Advert { src, advert });
             }
-        } else if !self.cfg.unicast_peers.contains(&rx.src) {
-            return self.count_drop(DropReason::UnknownPeer, Some(rx.src));
+            Err(e) => self.count_drop(DropReason::from(&e), Some(rx.src)),
         }
-        let advert = match Advertisement::decode(&buf[rx.payload.clone()], rx.src, rx.dst) {
-            Ok(a) => a,
-            Err(e) => return self.count_drop(DropReason::from(&e), Some(rx.src)),
-        };
+    }
+
+    /// The receive checks of RFC 5798 7.1 that need the socket's view (hop limit, peer list, VRID).
+    fn accept(&self, rx: &Received, buf: &[u8]) -> Result<Advertisement, DecodeError> {
+        if self.cfg.unicast_peers.is_empty() {
+            check_hop_limit(rx.ttl.unwrap_or(0))?;
+        } else if !self.cfg.unicast_peers.contains(&rx.src) {
+            return Err(DecodeError::UnknownPeer(rx.src));
+        }
+        let advert = Advertisement::decode(&buf[rx.payload.clone()], rx.src, rx.dst)?;
         if advert.vrid != self.cfg.vrid {
-            return self.count_drop(DropReason::Vrid, Some(rx.src));
+            return Err(DecodeError::UnknownVrid(advert.vrid.get()));
         }
         if advert
             .addresses
             .iter()
             .any(|a| a.is_ipv6() != self.cfg.vip.is_ipv6())
         {
-            return self.count_drop(DropReason::Family, Some(rx.src));
+            return Err(DecodeError::Family);
         }
-        self.stats.adverts_received.fetch_add(1, Ordering::Relaxed);
-        if advert.max_advert_int != self.cfg.advert_interval
-            || !advert.addresses.contains(&self.cfg.vip)
-        {
-            tracing::debug!(src = %rx.src, interval = %advert.max_advert_int, addresses = ?advert.addresses,
-                "advertisement differs from our configuration");
-        }
-        let interval = advert.max_advert_int;
-        let src = rx.src;
-        self.router
-            .handle(Instant::now(), Input::Advert { src, advert });
-        if self.router.master_address() == Some(src) {
-            self.master_interval = interval;
-        }
+        Ok(advert)
     }
 
     async fn on_net(&mut self, ev: Result<NetState, String>) {
@@ -222,9 +229,6 @@ impl Driver {
                 Action::Announce { count } => self.announce(count),
                 Action::StateChanged { from, to, reason } => {
                     self.stats.transitions.fetch_add(1, Ordering::Relaxed);
-                    if to == State::Master {
-                        self.master_interval = self.cfg.advert_interval;
-                    }
                     tracing::info!(vrid = %self.cfg.vrid, ?from, ?to, ?reason, "VRRP state change");
                 }
             }
@@ -232,12 +236,7 @@ impl Driver {
     }
 
     async fn send_advert(&mut self, priority: Priority) {
-        let advert = Advertisement {
-            vrid: self.cfg.vrid,
-            priority,
-            max_advert_int: self.cfg.advert_interval,
-            addresses: vec![self.cfg.vip],
-        };
+        let advert = self.router.advertisement(priority);
         let group = if self.cfg.vip.is_ipv6() {
             IpAddr::V6(GROUP_V6)
         } else {
@@ -321,7 +320,7 @@ impl Driver {
             master_address: self.router.master_address(),
             vip_held: self.vip_held,
             transitions: self.stats.transitions.load(Ordering::Relaxed),
-            master_advert_interval: self.master_interval,
+            master_advert_interval: self.router.master_advert_interval(),
         };
         self.status_tx.send_if_modified(|old| {
             if *old != st {

@@ -56,7 +56,7 @@ pub struct VrrpStatus {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DropReason {
     /// Multicast mode: TTL / hop limit not 255 (the packet crossed a router).
-    Ttl,
+    HopLimit,
     /// The IPv4 header is unreadable (too short, IHL < 5, total length < header).
     IpHeader,
     Truncated,
@@ -69,7 +69,7 @@ pub enum DropReason {
     /// The addresses' family does not match the IP header or this instance.
     Family,
     /// A VRID this instance does not run.
-    Vrid,
+    UnknownVrid,
     /// Unicast mode: the source is not a configured peer.
     UnknownPeer,
     /// Our own advertisement came back (looped or reflected).
@@ -78,7 +78,7 @@ pub enum DropReason {
 
 impl DropReason {
     pub const ALL: [DropReason; 13] = [
-        DropReason::Ttl,
+        DropReason::HopLimit,
         DropReason::IpHeader,
         DropReason::Truncated,
         DropReason::Version,
@@ -88,7 +88,7 @@ impl DropReason {
         DropReason::ZeroInterval,
         DropReason::ZeroVrid,
         DropReason::Family,
-        DropReason::Vrid,
+        DropReason::UnknownVrid,
         DropReason::UnknownPeer,
         DropReason::OwnPacket,
     ];
@@ -96,7 +96,7 @@ impl DropReason {
     /// A stable label (metrics, logs).
     pub fn as_str(self) -> &'static str {
         match self {
-            DropReason::Ttl => "ttl",
+            DropReason::HopLimit => "hop_limit",
             DropReason::IpHeader => "ip_header",
             DropReason::Truncated => "truncated",
             DropReason::Version => "version",
@@ -106,7 +106,7 @@ impl DropReason {
             DropReason::ZeroInterval => "zero_interval",
             DropReason::ZeroVrid => "zero_vrid",
             DropReason::Family => "family",
-            DropReason::Vrid => "vrid",
+            DropReason::UnknownVrid => "unknown_vrid",
             DropReason::UnknownPeer => "unknown_peer",
             DropReason::OwnPacket => "own_packet",
         }
@@ -128,6 +128,10 @@ impl From<&DecodeError> for DropReason {
             DecodeError::ZeroInterval => DropReason::ZeroInterval,
             DecodeError::ZeroVrid => DropReason::ZeroVrid,
             DecodeError::Family => DropReason::Family,
+            DecodeError::HopLimit(_) => DropReason::HopLimit,
+            DecodeError::UnknownVrid(_) => DropReason::UnknownVrid,
+            DecodeError::UnknownPeer(_) => DropReason::UnknownPeer,
+            DecodeError::IpHeader => DropReason::IpHeader,
         }
     }
 }
@@ -318,8 +322,8 @@ impl Instance {
             fault_rx,
             net_rx,
             vip_held: false,
-            master_interval: cfg.advert_interval,
             drop_log: driver::DropLog::default(),
+            mismatch_logged: None,
             cfg,
         };
         let task = tokio::spawn(async move {

@@ -17,6 +17,9 @@ use nix::sys::socket::{
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, Socket, Type};
 use tokio::io::unix::AsyncFd;
 
+use crate::proto::packet::Ipv4Header;
+use crate::proto::DecodeError;
+
 pub(crate) const VRRP_PROTO: i32 = 112;
 pub(crate) const GROUP_V4: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
 pub(crate) const GROUP_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12);
@@ -29,35 +32,6 @@ pub(crate) struct Received {
     pub dst: IpAddr,
     pub ttl: Option<u8>,
     pub payload: std::ops::Range<usize>,
-}
-
-/// Why an IPv4 header could not be read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum HeaderError {
-    /// Shorter than its own header, IHL < 5, or a total length shorter than the header.
-    Malformed,
-}
-
-/// Read an IPv4 header with options (IHL), returning source, destination, TTL and the payload range (bounded
-/// by the header's total length, so link padding is not part of the payload).
-pub(crate) fn parse_ipv4(
-    b: &[u8],
-) -> Result<(Ipv4Addr, Ipv4Addr, u8, std::ops::Range<usize>), HeaderError> {
-    if b.len() < 20 || b[0] >> 4 != 4 {
-        return Err(HeaderError::Malformed);
-    }
-    let ihl = usize::from(b[0] & 0x0f) * 4;
-    if ihl < 20 || b.len() < ihl {
-        return Err(HeaderError::Malformed);
-    }
-    let total = usize::from(u16::from_be_bytes([b[2], b[3]]));
-    if total < ihl {
-        return Err(HeaderError::Malformed);
-    }
-    let end = total.min(b.len());
-    let src = Ipv4Addr::new(b[12], b[13], b[14], b[15]);
-    let dst = Ipv4Addr::new(b[16], b[17], b[18], b[19]);
-    Ok((src, dst, b[8], ihl..end))
 }
 
 #[derive(Debug)]
@@ -101,8 +75,8 @@ impl VrrpSocket {
         })
     }
 
-    /// Receive one packet into `buf`. `Ok(Err(_))` is a packet whose IPv4 header is unreadable (to be counted).
-    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<Result<Received, HeaderError>> {
+    /// Receive one packet into `buf`. `Ok(Err(_))` is a packet whose IP header is unusable (to be counted).
+    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<Result<Received, DecodeError>> {
         loop {
             let mut guard = self.fd.readable().await?;
             let v6 = self.v6;
@@ -136,7 +110,7 @@ fn register(s: Socket) -> io::Result<AsyncFd<Socket>> {
     unsafe { AsyncFd::register(s) }.map_err(|e| e.into_parts().1)
 }
 
-fn recv_once(fd: i32, v6: bool, buf: &mut [u8]) -> io::Result<Result<Received, HeaderError>> {
+fn recv_once(fd: i32, v6: bool, buf: &mut [u8]) -> io::Result<Result<Received, DecodeError>> {
     let mut cmsg = nix::cmsg_space!(libc::c_int, libc::in6_pktinfo, libc::in_pktinfo);
     let (len, from, ttl, pktdst) = {
         let mut iov = [IoSliceMut::new(buf)];
@@ -163,7 +137,7 @@ fn recv_once(fd: i32, v6: bool, buf: &mut [u8]) -> io::Result<Result<Received, H
     };
     if v6 {
         let (Some(src), Some(dst)) = (from, pktdst) else {
-            return Ok(Err(HeaderError::Malformed));
+            return Ok(Err(DecodeError::IpHeader));
         };
         Ok(Ok(Received {
             src: IpAddr::V6(src),
@@ -172,15 +146,14 @@ fn recv_once(fd: i32, v6: bool, buf: &mut [u8]) -> io::Result<Result<Received, H
             payload: 0..len,
         }))
     } else {
-        Ok(
-            parse_ipv4(&buf[..len]).map(|(src, dst, hdr_ttl, payload)| Received {
-                src: IpAddr::V4(src),
-                dst: IpAddr::V4(dst),
-                // The control message and the header agree; the header is the fallback.
-                ttl: ttl.or(Some(hdr_ttl)),
-                payload,
-            }),
-        )
+        // The IPv4 header (with options, IHL) precedes the message on a raw IPv4 socket.
+        Ok(Ipv4Header::parse(&buf[..len]).map(|(h, _)| Received {
+            src: IpAddr::V4(h.src),
+            dst: IpAddr::V4(h.dst),
+            // The control message and the header agree; the header is the fallback.
+            ttl: ttl.or(Some(h.ttl)),
+            payload: h.header_len..h.total_len,
+        }))
     }
 }
 
@@ -237,55 +210,4 @@ fn send_once(fd: i32, ifindex: u32, src: IpAddr, dst: IpAddr, msg: &[u8]) -> io:
         return Err(io::Error::new(io::ErrorKind::WriteZero, "short send"));
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn hdr(ihl: u8, total: u16, ttl: u8) -> Vec<u8> {
-        let mut b = vec![0u8; (usize::from(ihl) * 4).max(20)];
-        b[0] = 0x40 | ihl;
-        b[2..4].copy_from_slice(&total.to_be_bytes());
-        b[8] = ttl;
-        b[9] = 112;
-        b[12..16].copy_from_slice(&[192, 0, 2, 1]);
-        b[16..20].copy_from_slice(&[224, 0, 0, 18]);
-        b
-    }
-
-    #[test]
-    fn ipv4_header_with_options_is_skipped_by_ihl() {
-        let mut b = hdr(6, 24 + 12, 255);
-        b.extend_from_slice(&[0xAA; 12]);
-        b.extend_from_slice(&[0; 6]); // link padding after the datagram
-        let (src, dst, ttl, p) = parse_ipv4(&b).unwrap();
-        assert_eq!(src, Ipv4Addr::new(192, 0, 2, 1));
-        assert_eq!(dst, GROUP_V4);
-        assert_eq!(ttl, 255);
-        assert_eq!(p, 24..36);
-    }
-
-    #[test]
-    fn malformed_ipv4_headers_are_rejected() {
-        assert_eq!(parse_ipv4(&[0x45; 10]), Err(HeaderError::Malformed));
-        assert_eq!(parse_ipv4(&hdr(4, 40, 255)), Err(HeaderError::Malformed));
-        let mut b = hdr(5, 10, 255);
-        b.extend_from_slice(&[0; 8]);
-        assert_eq!(parse_ipv4(&b), Err(HeaderError::Malformed));
-        let mut b = hdr(15, 60, 255);
-        b.truncate(40);
-        assert_eq!(parse_ipv4(&b), Err(HeaderError::Malformed));
-        let mut b = hdr(5, 20, 255);
-        b[0] = 0x65;
-        assert_eq!(parse_ipv4(&b), Err(HeaderError::Malformed));
-    }
-
-    #[test]
-    fn ipv4_total_length_beyond_buffer_is_clamped() {
-        let mut b = hdr(5, 100, 1);
-        b.extend_from_slice(&[1, 2, 3]);
-        let (_, _, ttl, p) = parse_ipv4(&b).unwrap();
-        assert_eq!((ttl, p), (1, 20..23));
-    }
 }
