@@ -1,7 +1,8 @@
 //! A single VRRP instance as a process: the node binary of the namespace tests until `vipd run` exists.
 //!
 //! Prints machine-readable lines on stdout: `ready`, `state <State> prio=<p> master=<addr|-> vip=<bool>` on
-//! every change, `stats k=v ...` on SIGUSR1 and at exit, then `exit`. SIGTERM / SIGINT leave gracefully
+//! every change, `stats k=v ...` on SIGUSR1 and at exit, then `exit`. SIGUSR2 toggles a tracking fault
+//! (`Instance::set_track_fault`, printed as `track_fault <bool>`). SIGTERM / SIGINT leave gracefully
 //! (priority 0 as master, VIP removed). Logs go to stderr.
 use std::net::IpAddr;
 use std::time::Duration;
@@ -95,6 +96,8 @@ async fn main() -> Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut usr1 = signal(SignalKind::user_defined1())?;
+    let mut usr2 = signal(SignalKind::user_defined2())?;
+    let mut fault = false;
     let inst = Instance::start(cfg)
         .await
         .context("starting the VRRP instance")?;
@@ -122,6 +125,11 @@ async fn main() -> Result<()> {
         tokio::select! {
             r = status.changed() => if r.is_err() { break },
             _ = usr1.recv() => println!("{}", stats_line(&stats)),
+            _ = usr2.recv() => {
+                fault = !fault;
+                inst.set_track_fault(fault);
+                println!("track_fault {fault}");
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }

@@ -299,3 +299,24 @@ fn message_only_and_pseudo_header_checksums_interoperate() {
     assert!(st["adverts_received"] > 0);
     assert_eq!(st["drop_checksum"], 0);
 }
+
+/// A tracking fault (`Instance::set_track_fault`) hands the VIP to the backup; clearing it takes it back.
+#[test]
+fn track_fault_moves_the_vip_and_recovery_preempts_back() {
+    let lab = lab("trk", 2);
+    let (n0, n1) = (lab.node("n0"), lab.node("n1"));
+    let nodes = [n0, n1];
+    let p0 = start_node(n0, &NodeSpec::new(57, 100, VIP4));
+    let p1 = start_node(n1, &NodeSpec::new(57, 200, VIP4));
+    assert!(wait_state(&p1, "Master", START), "{:?}", p1.lines());
+    assert_sole_holder(&nodes, VIP4, "n1", SLACK, STEADY);
+    p1.signal(Signal::SIGUSR2).unwrap();
+    assert!(p1.wait_line(SLACK, |l| l == "track_fault true").is_some());
+    assert!(wait_state(&p0, "Master", SLACK), "{:?}", p0.lines());
+    assert_sole_holder(&nodes, VIP4, "n0", SLACK, STEADY);
+    assert_ne!(state(&p1).as_deref(), Some("Master"));
+    p1.signal(Signal::SIGUSR2).unwrap();
+    assert!(p1.wait_line(SLACK, |l| l == "track_fault false").is_some());
+    assert!(wait_state(&p1, "Master", SLACK), "{:?}", p1.lines());
+    assert_sole_holder(&nodes, VIP4, "n1", SLACK, STEADY);
+}
