@@ -425,7 +425,7 @@ impl Node {
             .addrs(&self.ifname)?
             .into_iter()
             .find_map(|a| match a {
-                IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80 => Some(v6),
+                IpAddr::V6(v6) if v6.is_unicast_link_local() => Some(v6),
                 _ => None,
             })
             .ok_or_else(|| anyhow!("no link-local on {}", self.name))

@@ -3,7 +3,7 @@
 //!
 //! The watch listens to the kernel's link and address multicast groups and also re-reads the state on a
 //! periodic tick, so a missed notification (netlink buffers can overflow) costs at most one tick.
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
@@ -158,7 +158,7 @@ impl Net {
         };
         if v6 {
             Ok(addrs.iter().find_map(|(a, f)| match a {
-                IpAddr::V6(v) if is_link_local(v) && usable(f) => Some(*a),
+                IpAddr::V6(v) if v.is_unicast_link_local() && usable(f) => Some(*a),
                 _ => None,
             }))
         } else {
@@ -176,10 +176,6 @@ impl Net {
                 .map(|(a, _)| IpAddr::V4(*a)))
         }
     }
-}
-
-pub(crate) fn is_link_local(v: &Ipv6Addr) -> bool {
-    v.segments()[0] & 0xffc0 == 0xfe80
 }
 
 /// Report the interface's state to `tx` whenever the kernel announces a change to it, and every `tick`.

@@ -184,7 +184,7 @@ fn send_once(fd: i32, ifindex: u32, src: IpAddr, dst: IpAddr, msg: &[u8]) -> io:
                 },
                 ipi6_ifindex: ifindex,
             };
-            let scope = if dst.is_multicast() || dst.segments()[0] & 0xffc0 == 0xfe80 {
+            let scope = if dst.is_multicast() || dst.is_unicast_link_local() {
                 ifindex
             } else {
                 0
