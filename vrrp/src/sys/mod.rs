@@ -1,1 +1,372 @@
-//! Linux I/O for VRRP.
+//! Linux I/O for VRRP: one [`Instance`] per virtual router puts a [`crate::proto::Router`] on the wire.
+//!
+//! It owns the raw IP socket (protocol 112), the send-only packet socket for gratuitous ARP / unsolicited NA,
+//! the rtnetlink connection (VIP add / remove, link and address watch), and the driver task that feeds packets,
+//! timers and control messages to the state machine and executes its actions.
+mod announce;
+mod driver;
+mod netlink;
+mod socket;
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::proto::{
+    Centis, ChecksumMode, DecodeError, Priority, Router, RouterConfig, State, Vrid,
+};
+
+/// One virtual router on one interface. All addresses (VIP, peers, source) share the VIP's family.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceConfig {
+    pub interface: String,
+    pub vrid: Vrid,
+    pub priority: Priority,
+    pub advert_interval: Centis,
+    pub preempt: bool,
+    pub preempt_delay: Duration,
+    pub vip: IpAddr,
+    /// Empty = multicast (224.0.0.18 / ff02::12); otherwise advertisements go to each peer, and only these
+    /// peers are listened to.
+    pub unicast_peers: Vec<IpAddr>,
+    /// Source of advertisements; default: the interface's primary IPv4 address or IPv6 link-local address.
+    pub unicast_source: Option<IpAddr>,
+    pub checksum: ChecksumMode,
+    pub garp_repeat: u32,
+    pub garp_delay: Duration,
+    pub garp_refresh: Duration,
+}
+
+/// What the instance is doing now, published on a watch channel after every event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VrrpStatus {
+    pub state: State,
+    pub effective_priority: Priority,
+    pub master_address: Option<IpAddr>,
+    pub vip_held: bool,
+    pub transitions: u64,
+    pub master_advert_interval: Centis,
+}
+
+/// Why a received packet was dropped. One counter per variant, one rate-limited log line per variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// Multicast mode: TTL / hop limit not 255 (the packet crossed a router).
+    HopLimit,
+    /// The IPv4 header is unreadable (too short, IHL < 5, total length < header).
+    IpHeader,
+    Truncated,
+    Version,
+    Type,
+    Checksum,
+    NoAddresses,
+    ZeroInterval,
+    ZeroVrid,
+    /// The addresses' family does not match the IP header or this instance.
+    Family,
+    /// A VRID this instance does not run.
+    UnknownVrid,
+    /// Unicast mode: the source is not a configured peer.
+    UnknownPeer,
+    /// Our own advertisement came back (looped or reflected).
+    OwnPacket,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 13] = [
+        DropReason::HopLimit,
+        DropReason::IpHeader,
+        DropReason::Truncated,
+        DropReason::Version,
+        DropReason::Type,
+        DropReason::Checksum,
+        DropReason::NoAddresses,
+        DropReason::ZeroInterval,
+        DropReason::ZeroVrid,
+        DropReason::Family,
+        DropReason::UnknownVrid,
+        DropReason::UnknownPeer,
+        DropReason::OwnPacket,
+    ];
+
+    /// A stable label (metrics, logs).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::HopLimit => "hop_limit",
+            DropReason::IpHeader => "ip_header",
+            DropReason::Truncated => "truncated",
+            DropReason::Version => "version",
+            DropReason::Type => "type",
+            DropReason::Checksum => "checksum",
+            DropReason::NoAddresses => "no_addresses",
+            DropReason::ZeroInterval => "zero_interval",
+            DropReason::ZeroVrid => "zero_vrid",
+            DropReason::Family => "family",
+            DropReason::UnknownVrid => "unknown_vrid",
+            DropReason::UnknownPeer => "unknown_peer",
+            DropReason::OwnPacket => "own_packet",
+        }
+    }
+
+    fn index(self) -> usize {
+        DropReason::ALL.iter().position(|r| *r == self).unwrap_or(0)
+    }
+}
+
+impl From<&DecodeError> for DropReason {
+    fn from(e: &DecodeError) -> Self {
+        match e {
+            DecodeError::Truncated => DropReason::Truncated,
+            DecodeError::Version(_) => DropReason::Version,
+            DecodeError::Type(_) => DropReason::Type,
+            DecodeError::Checksum => DropReason::Checksum,
+            DecodeError::NoAddresses => DropReason::NoAddresses,
+            DecodeError::ZeroInterval => DropReason::ZeroInterval,
+            DecodeError::ZeroVrid => DropReason::ZeroVrid,
+            DecodeError::Family => DropReason::Family,
+            DecodeError::HopLimit(_) => DropReason::HopLimit,
+            DecodeError::UnknownVrid(_) => DropReason::UnknownVrid,
+            DecodeError::UnknownPeer(_) => DropReason::UnknownPeer,
+            DecodeError::IpHeader => DropReason::IpHeader,
+        }
+    }
+}
+
+/// Counters of one instance, shared with whoever exports metrics.
+#[derive(Debug, Default)]
+pub struct VrrpStats {
+    pub adverts_sent: AtomicU64,
+    pub adverts_received: AtomicU64,
+    pub transitions: AtomicU64,
+    pub garp_sent: AtomicU64,
+    pub netlink_errors: AtomicU64,
+    pub vip_restored: AtomicU64,
+    pub send_errors: AtomicU64,
+    drops: [AtomicU64; DropReason::ALL.len()],
+}
+
+impl VrrpStats {
+    /// Every drop reason with its count (zeros included, so an exporter sees every series).
+    pub fn drops(&self) -> Vec<(&'static str, u64)> {
+        DropReason::ALL
+            .iter()
+            .map(|r| (r.as_str(), self.drops[r.index()].load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    pub fn drop_count(&self, r: DropReason) -> u64 {
+        self.drops[r.index()].load(Ordering::Relaxed)
+    }
+
+    fn count_drop(&self, r: DropReason) -> u64 {
+        self.drops[r.index()].fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SysError {
+    #[error("interface {0:?} not found")]
+    NoInterface(String),
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("netlink: {0}")]
+    Netlink(String),
+    #[error("no usable {0} address on {1} to send advertisements from")]
+    NoPrimaryAddress(&'static str, String),
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SysError {
+    let what = what.into();
+    move |source| SysError::Io { what, source }
+}
+
+#[derive(Debug)]
+enum Control {
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// A running VRRP instance. Dropping it without [`Instance::shutdown`] also stops the driver (it sees its
+/// control channel close and leaves as on shutdown).
+#[derive(Debug)]
+pub struct Instance {
+    ctl: mpsc::Sender<Control>,
+    // Only the latest value matters, so tracking updates never queue up or get lost.
+    prio: watch::Sender<Priority>,
+    fault: watch::Sender<bool>,
+    status: watch::Receiver<VrrpStatus>,
+    stats: Arc<VrrpStats>,
+    task: JoinHandle<()>,
+}
+
+/// How long a link-local IPv6 address may take to appear (DAD) before start-up gives up.
+const PRIMARY_WAIT: Duration = Duration::from_secs(5);
+
+impl Instance {
+    /// Open the sockets, remove a VIP left by an earlier crash, resolve the primary address, spawn the driver.
+    pub async fn start(cfg: InstanceConfig) -> Result<Self, SysError> {
+        let v6 = cfg.vip.is_ipv6();
+        let fam = if v6 { "IPv6" } else { "IPv4" };
+        if cfg.unicast_peers.iter().any(|p| p.is_ipv6() != v6) {
+            return Err(SysError::Config(format!(
+                "unicast peers must be {fam} like the VIP"
+            )));
+        }
+        if cfg.unicast_source.is_some_and(|s| s.is_ipv6() != v6) {
+            return Err(SysError::Config(format!(
+                "unicast source must be {fam} like the VIP"
+            )));
+        }
+        if cfg.unicast_peers.contains(&cfg.vip) {
+            return Err(SysError::Config("the VIP cannot be a unicast peer".into()));
+        }
+        if cfg.priority == Priority::LEAVING {
+            return Err(SysError::Config(
+                "priority 0 is reserved for a leaving master".into(),
+            ));
+        }
+        if cfg.garp_repeat == 0 {
+            return Err(SysError::Config("garp_repeat must be at least 1".into()));
+        }
+        let ifindex = nix::net::if_::if_nametoindex(cfg.interface.as_str())
+            .map_err(|_| SysError::NoInterface(cfg.interface.clone()))?;
+        let net = netlink::Net::connect(ifindex).map_err(io_err("netlink socket"))?;
+        let nl = |e: rtnetlink::Error| SysError::Netlink(e.to_string());
+
+        // A VIP still on the interface means an earlier run died as master; holding it as backup would make
+        // two nodes answer for it. The address owner (255) owns it as a real address and keeps it.
+        if cfg.priority != Priority::OWNER && net.del_vip(cfg.vip).await.map_err(nl)? {
+            tracing::warn!(vip = %cfg.vip, interface = %cfg.interface, "removed a stale VIP left by an earlier run");
+        }
+
+        let link = net.link().await.map_err(nl)?;
+        let primary = match cfg.unicast_source {
+            Some(s) => s,
+            None => {
+                let deadline = tokio::time::Instant::now() + PRIMARY_WAIT;
+                loop {
+                    if let Some(a) = net.primary_address(v6, cfg.vip).await.map_err(nl)? {
+                        break a;
+                    }
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(SysError::NoPrimaryAddress(fam, cfg.interface.clone()));
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+
+        let sock =
+            socket::VrrpSocket::open(&cfg.interface, ifindex, v6, cfg.unicast_peers.is_empty())
+                .map_err(io_err(format!("VRRP socket on {}", cfg.interface)))?;
+        let announce = announce::AnnounceSocket::open(ifindex)
+            .map_err(io_err(format!("packet socket on {}", cfg.interface)))?;
+
+        let router = Router::new(RouterConfig {
+            vrid: cfg.vrid,
+            priority: cfg.priority,
+            advert_interval: cfg.advert_interval,
+            preempt: cfg.preempt,
+            preempt_delay: cfg.preempt_delay,
+            primary_address: primary,
+            vips: vec![cfg.vip],
+            garp_repeat: cfg.garp_repeat,
+            garp_delay: cfg.garp_delay,
+            garp_refresh: cfg.garp_refresh,
+        });
+        let status0 = VrrpStatus {
+            state: State::Initialize,
+            effective_priority: cfg.priority,
+            master_address: None,
+            vip_held: false,
+            transitions: 0,
+            master_advert_interval: cfg.advert_interval,
+        };
+        let (status_tx, status) = watch::channel(status0);
+        let stats = Arc::new(VrrpStats::default());
+        let (ctl, ctl_rx) = mpsc::channel(1);
+        let (prio, prio_rx) = watch::channel(cfg.priority);
+        let (fault, fault_rx) = watch::channel(false);
+        let (net_tx, net_rx) = mpsc::channel(16);
+        let watch_task = tokio::spawn(netlink::watch(
+            net.clone(),
+            cfg.vip,
+            driver::NET_TICK,
+            net_tx,
+        ));
+        tracing::info!(
+            interface = %cfg.interface, vrid = %cfg.vrid, priority = %cfg.priority, vip = %cfg.vip,
+            source = %primary, unicast = !cfg.unicast_peers.is_empty(), "VRRP instance starting"
+        );
+        let d = driver::Driver {
+            router,
+            sock,
+            announce,
+            net,
+            primary,
+            mac: link.mac,
+            link_up: link.up,
+            stats: stats.clone(),
+            status_tx,
+            ctl_rx,
+            prio_rx,
+            fault_rx,
+            net_rx,
+            vip_held: false,
+            drop_log: driver::DropLog::default(),
+            mismatch_logged: None,
+            cfg,
+        };
+        let task = tokio::spawn(async move {
+            d.run().await;
+            watch_task.abort();
+        });
+        Ok(Instance {
+            ctl,
+            prio,
+            fault,
+            status,
+            stats,
+            task,
+        })
+    }
+
+    pub fn status(&self) -> watch::Receiver<VrrpStatus> {
+        self.status.clone()
+    }
+
+    pub fn stats(&self) -> Arc<VrrpStats> {
+        self.stats.clone()
+    }
+
+    /// Tracking: the priority to advertise from now on (the router clamps it; the owner stays 255).
+    pub fn set_priority(&self, p: Priority) {
+        self.prio.send_replace(p);
+    }
+
+    /// Tracking with `fault` policy: while true this node must not be master.
+    pub fn set_track_fault(&self, fault: bool) {
+        self.fault.send_replace(fault);
+    }
+
+    /// Leave the virtual router: as master, send priority 0 and remove the VIP. Returns when done.
+    pub async fn shutdown(self) {
+        let (tx, rx) = oneshot::channel();
+        if self.ctl.send(Control::Shutdown(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+        let _ = self.task.await;
+    }
+}
+
+#[cfg(test)]
+mod ns_tests;

@@ -1,0 +1,161 @@
+//! Crafted packets from another namespace: each would take mastership if accepted (priority 255), so "nothing
+//! changed" is a real check; each must be dropped and counted under its own reason.
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use common::*;
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use vipd_lab::netns::Node;
+use vrrp::proto::{Advertisement, Centis, ChecksumMode, Priority, Vrid};
+
+const VIP: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 100));
+const GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
+
+fn advert(vrid: u8, src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
+    Advertisement {
+        vrid: Vrid::new(vrid).unwrap(),
+        priority: Priority(255),
+        max_advert_int: Centis::new(10).unwrap(),
+        addresses: vec![VIP],
+    }
+    .encode(IpAddr::V4(src), IpAddr::V4(dst), ChecksumMode::PseudoHeader)
+}
+
+/// An IPv4 packet (header built here, so TTL and options are ours) carrying `payload` as protocol 112.
+fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, ttl: u8, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x45, 0xc0];
+    p.extend_from_slice(&((20 + payload.len()) as u16).to_be_bytes());
+    p.extend_from_slice(&[0, 0, 0, 0, ttl, 112, 0, 0]);
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
+    p.extend_from_slice(payload);
+    p
+}
+
+fn inet_checksum(b: &[u8]) -> u16 {
+    let mut sum: u32 = b
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Send raw IPv4 packets (IP_HDRINCL) from `from`'s namespace.
+fn send_raw(from: &Node, packets: Vec<(Ipv4Addr, Vec<u8>)>) {
+    let ifname = from.ifname.clone();
+    from.ns
+        .run_in(move || {
+            let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(255))).unwrap();
+            s.bind_device(Some(ifname.as_bytes())).unwrap();
+            for _ in 0..3 {
+                for (dst, p) in &packets {
+                    s.send_to(p, &SockAddr::from(SocketAddrV4::new(*dst, 0)))
+                        .unwrap();
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+        .unwrap();
+}
+
+#[test]
+fn crafted_multicast_packets_change_nothing_and_are_counted() {
+    let lab = lab("craft", 2);
+    let (n0, n1, evil) = (lab.node("n0"), lab.node("n1"), lab.node("client"));
+    let p0 = start_node(n0, &NodeSpec::new(60, 100, VIP));
+    let p1 = start_node(n1, &NodeSpec::new(60, 200, VIP));
+    assert!(
+        wait_state(&p1, "Master", Duration::from_secs(8)),
+        "{:?}",
+        p1.lines()
+    );
+    assert!(wait_state(&p0, "Backup", Duration::from_secs(8)));
+    let before0 = stats(&p0);
+    let before1 = stats(&p1);
+
+    let src = evil.v4;
+    let good = advert(60, src, GROUP);
+    let mut bad_sum = good.clone();
+    bad_sum[6] ^= 0xff;
+    // VRRPv2 with its own (message-only) checksum: rejected for the version, not the checksum.
+    let mut v2 = good.clone();
+    v2[0] = 0x21;
+    v2[6..8].fill(0);
+    let sum = inet_checksum(&v2);
+    v2[6..8].copy_from_slice(&sum.to_be_bytes());
+    let packets = vec![
+        (GROUP, ipv4(src, GROUP, 254, &good)),
+        (GROUP, ipv4(src, GROUP, 255, &bad_sum)),
+        (GROUP, ipv4(src, GROUP, 255, &advert(61, src, GROUP))),
+        (GROUP, ipv4(src, GROUP, 255, &v2)),
+        (GROUP, ipv4(src, GROUP, 255, &good[..3])),
+    ];
+    send_raw(evil, packets);
+    std::thread::sleep(Duration::from_millis(500));
+
+    for (p, before, want) in [(&p0, &before0, "Backup"), (&p1, &before1, "Master")] {
+        let after = stats(p);
+        for k in [
+            "drop_hop_limit",
+            "drop_checksum",
+            "drop_unknown_vrid",
+            "drop_version",
+            "drop_truncated",
+        ] {
+            assert!(
+                after[k] >= before[k] + 3,
+                "{k}: {} -> {}",
+                before[k],
+                after[k]
+            );
+        }
+        assert_eq!(after["transitions"], before["transitions"], "state changed");
+        assert_eq!(state(p).as_deref(), Some(want));
+    }
+    assert_eq!(holders(&[n0, n1], VIP), ["n1"]);
+}
+
+#[test]
+fn unicast_mode_ignores_a_spoofed_peer() {
+    let lab = lab("spoof", 2);
+    let (n0, n1, evil) = (lab.node("n0"), lab.node("n1"), lab.node("client"));
+    let mut s0 = NodeSpec::new(61, 100, VIP);
+    s0.peers = vec![IpAddr::V4(n1.v4)];
+    let mut s1 = NodeSpec::new(61, 200, VIP);
+    s1.peers = vec![IpAddr::V4(n0.v4)];
+    let p0 = start_node(n0, &s0);
+    let p1 = start_node(n1, &s1);
+    assert!(
+        wait_state(&p1, "Master", Duration::from_secs(8)),
+        "{:?}",
+        p1.lines()
+    );
+    assert!(wait_state(&p0, "Backup", Duration::from_secs(8)));
+    assert!(
+        stats(&p0)["adverts_received"] > 0,
+        "unicast adverts not received"
+    );
+    let before0 = stats(&p0);
+    let before1 = stats(&p1);
+
+    // A well-formed advertisement, TTL 255, correct checksum, priority 255: only the source is wrong.
+    let src = evil.v4;
+    let packets = [n0.v4, n1.v4]
+        .into_iter()
+        .map(|dst| (dst, ipv4(src, dst, 255, &advert(61, src, dst))))
+        .collect();
+    send_raw(evil, packets);
+    std::thread::sleep(Duration::from_millis(500));
+    for (p, before, want) in [(&p0, &before0, "Backup"), (&p1, &before1, "Master")] {
+        let after = stats(p);
+        assert!(after["drop_unknown_peer"] >= before["drop_unknown_peer"] + 3);
+        assert_eq!(after["transitions"], before["transitions"]);
+        assert_eq!(state(p).as_deref(), Some(want));
+    }
+    assert_eq!(holders(&[n0, n1], VIP), ["n1"]);
+}
