@@ -12,12 +12,12 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::admin::{self, FetchError};
 use crate::caps;
-use crate::manifest;
-use crate::supervisor;
 use crate::cluster::{self, ClusterOptions};
 use crate::config::{fmt_duration, Config, ConfigError};
 use crate::localnet::{self, Cidr};
 use crate::logging::{self, LogFormat};
+use crate::manifest;
+use crate::supervisor;
 
 /// Control-plane VIP (VRRPv3) and TCP load balancer for bare-metal Kubernetes.
 #[derive(Debug, Parser)]
@@ -103,8 +103,9 @@ pub fn main() -> ExitCode {
         eprintln!("vipd: {e:#}");
         return ExitCode::from(2);
     }
-    let mut out = std::io::stdout().lock();
-    let mut err = std::io::stderr().lock();
+    // Not locked: `run` keeps these for its whole life while its threads log to stderr.
+    let mut out = std::io::stdout();
+    let mut err = std::io::stderr();
     match cli.command {
         Command::Validate(args) => validate(&args, &mut out, &mut err),
         Command::Run(args) => run(&args, &mut err),
@@ -206,7 +207,8 @@ pub fn manifest(args: &ManifestArgs, out: &mut dyn Write, err: &mut dyn Write) -
         drain_timeout: cfg.proxy.drain_timeout,
         node_name: None,
         tls_files: manifest::TlsFiles {
-            ca_file: (https && !cfg.health.insecure_skip_verify).then(|| shown(&cfg.health.ca_file)),
+            ca_file: (https && !cfg.health.insecure_skip_verify)
+                .then(|| shown(&cfg.health.ca_file)),
             client_cert: cfg.health.client_auth.as_ref().map(|c| shown(&c.cert)),
             client_key: cfg.health.client_auth.as_ref().map(|c| shown(&c.key)),
         },

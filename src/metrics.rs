@@ -94,7 +94,12 @@ impl Collector for VipdCollector {
                 (l, i64::from(status.state == *s))
             })
             .collect();
-        gauge(&mut enc, "vipd_vrrp_state", "VRRP state (1 for the current one)", &rows)?;
+        gauge(
+            &mut enc,
+            "vipd_vrrp_state",
+            "VRRP state (1 for the current one)",
+            &rows,
+        )?;
         gauge(
             &mut enc,
             "vipd_vrrp_effective_priority",
@@ -201,10 +206,7 @@ impl Collector for VipdCollector {
             &mut enc,
             "vipd_healthy_backends",
             "Backends passing their health checks",
-            &[(
-                vec![],
-                health.iter().filter(|h| h.healthy).count() as i64,
-            )],
+            &[(vec![], health.iter().filter(|h| h.healthy).count() as i64)],
         )?;
 
         let ps = &live.proxy_stats;
@@ -245,7 +247,10 @@ impl Collector for VipdCollector {
             &[(vec![], c(&ps.accept_errors))],
         )?;
         let per = ps.backends();
-        let rows: Vec<_> = per.iter().map(|(a, s)| (b(*a), c(&s.active) as i64)).collect();
+        let rows: Vec<_> = per
+            .iter()
+            .map(|(a, s)| (b(*a), c(&s.active) as i64))
+            .collect();
         gauge(
             &mut enc,
             "vipd_backend_active_connections",
@@ -270,7 +275,10 @@ impl Collector for VipdCollector {
             })
             .collect();
         counter(&mut enc, "vipd_backend_bytes", "Bytes forwarded", &rows)?;
-        let rows: Vec<_> = per.iter().map(|(a, s)| (b(*a), c(&s.connect_failures))).collect();
+        let rows: Vec<_> = per
+            .iter()
+            .map(|(a, s)| (b(*a), c(&s.connect_failures)))
+            .collect();
         counter(
             &mut enc,
             "vipd_backend_connect_failures",

@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::admin::{self, AdminState, BackendStatus, ProxyStatus, StatusDoc, VipStatus, VrrpState};
-use crate::config::{Balance, Checksum, Config, HealthKind, Track};
 use crate::config::fmt_duration;
+use crate::config::{Balance, Checksum, Config, HealthKind, Track};
 use crate::metrics;
 use crate::notify::Notifier;
 use vrrp::proto::{ChecksumMode, Priority};
@@ -191,7 +191,11 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
     let first_round = Instant::now() + first_round_budget(&cfg);
     while !health_rx.borrow().iter().all(|b| b.checks > 0) {
         let left = first_round.saturating_duration_since(Instant::now());
-        if left.is_zero() || tokio::time::timeout(left, health_rx.changed()).await.is_err() {
+        if left.is_zero()
+            || tokio::time::timeout(left, health_rx.changed())
+                .await
+                .is_err()
+        {
             break;
         }
     }
@@ -203,7 +207,10 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
         .context("VRRP")?;
     apply_track(Some(&instance), decision);
     if !any_healthy {
-        warn!("no healthy backend yet: joining VRRP with priority {}", decision.priority);
+        warn!(
+            "no healthy backend yet: joining VRRP with priority {}",
+            decision.priority
+        );
     }
 
     let live: SharedLive = Arc::new(RwLock::new(Live {
@@ -249,7 +256,12 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
     let admin_task = tokio::spawn(admin::serve(admin_listener, admin_state, shutdown.clone()));
 
     let notifier = Notifier::from_env();
-    let ready_status = |c: &Config| format!("VIP {} on {}, proxy {}", c.control_plane_vip, c.interface, proxy_listen);
+    let ready_status = |c: &Config| {
+        format!(
+            "VIP {} on {}, proxy {}",
+            c.control_plane_vip, c.interface, proxy_listen
+        )
+    };
     if let Err(e) = notifier.ready(&ready_status(&cfg)) {
         warn!("sd_notify READY failed: {e}");
     }
@@ -429,9 +441,9 @@ pub fn status_doc(live: &Live) -> StatusDoc {
 }
 
 fn node_name() -> String {
-    nix::unistd::gethostname()
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
-        .and_then(|h| h.into_string().ok())
+        .map(|h| h.trim().to_string())
         .unwrap_or_else(|| "unknown".into())
 }
 
@@ -545,4 +557,3 @@ async fn reload(
     );
     Ok(Some(Arc::new(new)))
 }
-
