@@ -3,13 +3,16 @@
 # same settings, option splice-auto) vs a direct connection.
 #   bulk throughput (iperf3 -t $DUR), new connections/s (wrk, Connection: close), keep-alive req/s and p50/p99
 #   latency (wrk --latency), proxy CPU seconds per GB moved (utime+stime from /proc/PID/stat during iperf3).
-# Every process started here is stopped by PID on exit. Whole run: about 1 min with DUR=5.
-# Env: DUR (s, default 5), THREADS (proxy threads, default 2), CONNS (wrk connections, default 50),
+# Each figure is the median of ROUNDS runs, the targets interleaved (order rotated every round), so load from
+# other work on the machine hits all targets alike. Every process started here is stopped by PID on exit.
+# Whole run: about 2.5 min with the defaults.
+# Env: DUR (s per run, default 5), ROUNDS (default 3), THREADS (proxy threads, default 2), CONNS (wrk conns, 50),
 #      BASE (first port, default 21000), COPY=1 (force vipd's copy path), OUT (also write the table there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DUR=${DUR:-5}
+ROUNDS=${ROUNDS:-3}
 THREADS=${THREADS:-2}
 CONNS=${CONNS:-50}
 BASE=${BASE:-21000}
@@ -82,53 +85,74 @@ for p in $HTTP $IPERF $HA_HTTP $HA_IPERF $V_HTTP $V_IPERF; do wait_port "$p"; do
 TCK=$(getconf CLK_TCK)
 cpu() { if [ -n "$1" ]; then awk '{print $14 + $15}' "/proc/$1/stat"; else echo 0; fi; }
 
-declare -A R
+TSV=$WORK/results.tsv
+: >"$TSV"
 bulk() { # name port pid
     local c0 c1
     c0=$(cpu "$3")
     iperf3 -c 127.0.0.1 -p "$2" -t "$DUR" -J >"$WORK/iperf.json"
     c1=$(cpu "$3")
-    read -r gbps bytes < <(python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["end"]["sum_received"]; print("%.2f %d" % (s["bits_per_second"]/1e9, s["bytes"]))' "$WORK/iperf.json")
-    R[$1,gbps]=$gbps
-    if [ -n "$3" ]; then
-        R[$1,cpu]=$(python3 -c "print('%.2f' % ((($c1 - $c0) / $TCK) / ($bytes / 1e9)))")
-    else
-        R[$1,cpu]=-
-    fi
+    python3 - "$WORK/iperf.json" "$1" "$c0" "$c1" "$TCK" >>"$TSV" <<'PY'
+import json, sys
+f, name, c0, c1, tck = sys.argv[1:]
+s = json.load(open(f))["end"]["sum_received"]
+print(f"{name}\tgbps\t{s['bits_per_second'] / 1e9:.2f}")
+if name != "direct":
+    print(f"{name}\tcpu\t{((int(c1) - int(c0)) / int(tck)) / (s['bytes'] / 1e9):.3f}")
+PY
+}
+ms() { # wrk latency (us/ms/s) -> ms
+    awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.3f", v}' <<<"$1"
 }
 wrk_run() { # name port kind(close|ka)
     local out
     if [ "$3" = close ]; then
         out=$(wrk -t1 -c"$CONNS" -d"${DUR}s" -H 'Connection: close' "http://127.0.0.1:$2/")
-        R[$1,cps]=$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
-        R[$1,cerr]=$(awk '/Socket errors/ {print $0}' <<<"$out" | sed 's/^ *//')
+        printf '%s\tcps\t%s\n' "$1" "$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out")" >>"$TSV"
     else
         out=$(wrk -t1 -c"$CONNS" -d"${DUR}s" --latency "http://127.0.0.1:$2/")
-        R[$1,rps]=$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out")
-        R[$1,p50]=$(awk '$1 == "50%" {print $2}' <<<"$out")
-        R[$1,p99]=$(awk '$1 == "99%" {print $2}' <<<"$out")
-        R[$1,kerr]=$(awk '/Socket errors/ {print $0}' <<<"$out" | sed 's/^ *//')
+        printf '%s\trps\t%s\n' "$1" "$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out")" >>"$TSV"
+        printf '%s\tp50\t%s\n' "$1" "$(ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")" >>"$TSV"
+        printf '%s\tp99\t%s\n' "$1" "$(ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")" >>"$TSV"
+    fi
+    if grep -q 'Socket errors' <<<"$out"; then
+        echo "$1 ($3): $(grep 'Socket errors' <<<"$out" | sed 's/^ *//')" >>"$WORK/errors"
     fi
 }
 
-NAMES=(direct haproxy vipd)
 declare -A PORT_HTTP=([direct]=$HTTP [haproxy]=$HA_HTTP [vipd]=$V_HTTP)
 declare -A PORT_IPERF=([direct]=$IPERF [haproxy]=$HA_IPERF [vipd]=$V_IPERF)
 declare -A PID=([direct]="" [haproxy]=$HA_PID [vipd]=$V_PID)
-
-for n in "${NAMES[@]}"; do bulk "$n" "${PORT_IPERF[$n]}" "${PID[$n]}"; done
-for n in "${NAMES[@]}"; do wrk_run "$n" "${PORT_HTTP[$n]}" close; done
-for n in "${NAMES[@]}"; do wrk_run "$n" "${PORT_HTTP[$n]}" ka; done
+ORDERS=("direct haproxy vipd" "haproxy vipd direct" "vipd direct haproxy")
+for r in $(seq "$ROUNDS"); do
+    read -r -a NAMES <<<"${ORDERS[$(((r - 1) % 3))]}"
+    for n in "${NAMES[@]}"; do bulk "$n" "${PORT_IPERF[$n]}" "${PID[$n]}"; done
+    for n in "${NAMES[@]}"; do wrk_run "$n" "${PORT_HTTP[$n]}" close; done
+    for n in "${NAMES[@]}"; do wrk_run "$n" "${PORT_HTTP[$n]}" ka; done
+done
 
 {
-    echo "| target | bulk Gbit/s | proxy CPU s/GB | new conn/s | keep-alive req/s | p50 | p99 |"
-    echo "|---|---|---|---|---|---|---|"
-    for n in "${NAMES[@]}"; do
-        echo "| $n | ${R[$n,gbps]} | ${R[$n,cpu]} | ${R[$n,cps]} | ${R[$n,rps]} | ${R[$n,p50]} | ${R[$n,p99]} |"
-    done
-    for n in "${NAMES[@]}"; do
-        if [ -n "${R[$n,cerr]:-}${R[$n,kerr]:-}" ]; then echo "($n wrk: ${R[$n,cerr]:-} ${R[$n,kerr]:-})"; fi
-    done
+    python3 - "$TSV" <<'PY'
+import sys, statistics
+from collections import defaultdict
+v = defaultdict(list)
+for line in open(sys.argv[1]):
+    n, k, x = line.split("\t")
+    v[n, k].append(float(x))
+def m(n, k, fmt):
+    xs = v.get((n, k))
+    return fmt.format(statistics.median(xs)) if xs else "-"
+print("| target | bulk Gbit/s | proxy CPU s/GB | new conn/s | keep-alive req/s | p50 ms | p99 ms |")
+print("|---|---|---|---|---|---|---|")
+for n in ["direct", "haproxy", "vipd"]:
+    print(f"| {n} | {m(n,'gbps','{:.2f}')} | {m(n,'cpu','{:.3f}')} | {m(n,'cps','{:.0f}')} | "
+          f"{m(n,'rps','{:.0f}')} | {m(n,'p50','{:.2f}')} | {m(n,'p99','{:.2f}')} |")
+print()
+print("all runs (target metric: values):")
+for (n, k), xs in sorted(v.items()):
+    print(f"  {n} {k}: {' '.join(f'{x:g}' for x in xs)}")
+PY
+    if [ -s "$WORK/errors" ]; then echo "wrk socket errors:"; sed 's/^/  /' "$WORK/errors"; fi
     echo
-    echo "$(date -u +%FT%TZ) $(nproc) cpus, DUR=$DUR THREADS=$THREADS CONNS=$CONNS COPY=${COPY:-0}, $(haproxy -v | head -1 | cut -d' ' -f1-3)"
+    echo "$(date -u +%FT%TZ) $(nproc) cpus, load $(cut -d' ' -f1-3 /proc/loadavg), DUR=$DUR ROUNDS=$ROUNDS THREADS=$THREADS CONNS=$CONNS COPY=${COPY:-0}, $(haproxy -v | head -1 | cut -d' ' -f1-3)"
 } | tee "${OUT:-/dev/null}"

@@ -20,6 +20,8 @@ use crate::Forwarding;
 
 /// Bytes a copy-path direction buffers.
 const COPY_BUF: usize = 16 * 1024;
+/// Size a copy buffer starts at.
+const COPY_BUF_INITIAL: usize = 2048;
 /// Pipes kept for reuse: creating two pipes per session costs three syscalls each way.
 const POOL_MAX: usize = 256;
 
@@ -98,6 +100,8 @@ pub(crate) struct Dir<'a> {
     pub fallbacks: &'a AtomicU64,
     /// Counted when a direction turns out to be bulk and moves to splice.
     pub spliced: &'a AtomicU64,
+    /// Directions of this session that have passed their EOF on (shared by both).
+    pub finished: &'a std::sync::atomic::AtomicU8,
 }
 
 /// Forwards both directions until both have seen EOF (Ok) or one fails (Err: the caller resets both legs).
@@ -141,8 +145,13 @@ fn refused(e: Errno) -> bool {
 }
 
 /// Passes the FIN on. ENOTCONN means the peer is already gone, which the other direction will report.
-fn shutdown_write(s: &TcpStream) -> io::Result<()> {
-    match SockRef::from(s).shutdown(std::net::Shutdown::Write) {
+/// The second direction to finish skips it: the session closes both sockets right away, and with nothing
+/// left unread that close sends the same FIN (one syscall less per connection).
+fn shutdown_write(d: &Dir<'_>) -> io::Result<()> {
+    if d.finished.fetch_add(1, Ordering::Relaxed) >= 1 {
+        return Ok(());
+    }
+    match SockRef::from(d.dst).shutdown(std::net::Shutdown::Write) {
         Err(e) if e.raw_os_error() == Some(libc_enotconn()) => Ok(()),
         r => r,
     }
@@ -211,7 +220,7 @@ async fn splice_dir(d: Dir<'_>) -> io::Result<Spliced> {
             }
         }
         if eof && in_pipe == 0 {
-            break shutdown_write(d.dst).map(|()| Spliced::Done);
+            break shutdown_write(&d).map(|()| Spliced::Done);
         }
         if write_blocked {
             if let Err(e) = d.dst.writable().await {
@@ -236,7 +245,9 @@ async fn splice_dir(d: Dir<'_>) -> io::Result<Spliced> {
 }
 
 async fn copy_dir(d: Dir<'_>, may_splice: bool) -> io::Result<Copied> {
-    let mut buf = vec![0u8; COPY_BUF];
+    // Small first: most sessions move a few hundred bytes, and zeroing 16 KiB twice per connection showed up in
+    // profiles. A read that fills the buffer grows it.
+    let mut buf = vec![0u8; COPY_BUF_INITIAL];
     let (mut start, mut end) = (0usize, 0usize);
     let mut eof = false;
     let mut bulk = false;
@@ -262,7 +273,10 @@ async fn copy_dir(d: Dir<'_>, may_splice: bool) -> io::Result<Copied> {
                 Ok(0) => eof = true,
                 Ok(n) => {
                     end += n;
-                    bulk |= may_splice && n == buf.len();
+                    bulk |= may_splice && n == COPY_BUF;
+                    if n == want && buf.len() < COPY_BUF {
+                        buf.resize(COPY_BUF, 0);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     end += short;
@@ -287,7 +301,7 @@ async fn copy_dir(d: Dir<'_>, may_splice: bool) -> io::Result<Copied> {
             }
         }
         if eof && start == end {
-            return shutdown_write(d.dst).map(|()| Copied::Done);
+            return shutdown_write(&d).map(|()| Copied::Done);
         }
         if bulk && start == end {
             return Ok(Copied::Bulk);

@@ -513,6 +513,7 @@ async fn session(
     reg.set_backend(backend.addr);
     let server = &backend.stream;
     let activity = forward::Activity::new();
+    let finished = std::sync::atomic::AtomicU8::new(0);
     let to_backend = forward::Dir {
         src: &client,
         dst: server,
@@ -521,6 +522,7 @@ async fn session(
         pipes: &shared.pipes,
         fallbacks: &shared.stats.splice_fallbacks,
         spliced: &shared.stats.spliced_directions,
+        finished: &finished,
     };
     let to_client = forward::Dir {
         src: server,

@@ -25,8 +25,8 @@ pub(crate) fn tune(sock: SockRef<'_>) -> io::Result<()> {
         .with_time(KEEPALIVE_TIME)
         .with_interval(KEEPALIVE_INTERVAL)
         .with_retries(KEEPALIVE_RETRIES);
+    // Also turns SO_KEEPALIVE on.
     sock.set_tcp_keepalive(&ka)?;
-    sock.set_keepalive(true)?;
     sock.set_tcp_user_timeout(Some(USER_TIMEOUT))?;
     Ok(())
 }

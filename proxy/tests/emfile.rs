@@ -19,11 +19,11 @@ async fn emfile_backs_off_and_recovers() {
     ping(&mut c).await.unwrap();
 
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
-    // Open descriptors until none is left; the client sockets below were opened first so they exist.
-    let mut pending = Vec::new();
-    for _ in 0..3 {
-        pending.push(std::net::TcpStream::connect(p.addr).unwrap());
-    }
+    // Client sockets are created first (connecting them needs no new descriptor), then the limit is lowered
+    // to what is open now, so the proxy's accept(2) fails with EMFILE.
+    let pending: Vec<socket2::Socket> = (0..3)
+        .map(|_| socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap())
+        .collect();
     let used = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
     setrlimit(Resource::RLIMIT_NOFILE, used, hard).unwrap();
     let mut hog = Vec::new();
@@ -32,6 +32,9 @@ async fn emfile_backs_off_and_recovers() {
         if hog.len() > 100 {
             break;
         }
+    }
+    for s in &pending {
+        s.connect(&p.addr.into()).unwrap();
     }
     // Pending clients sit in the backlog; accept fails with EMFILE, with back-off.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -46,16 +49,14 @@ async fn emfile_backs_off_and_recovers() {
     setrlimit(Resource::RLIMIT_NOFILE, soft, hard).unwrap();
     // Served again: the queued clients and a new one.
     for s in pending {
-        let mut c = TcpStream::from_std({
-            s.set_nonblocking(true).unwrap();
-            s
-        })
-        .unwrap();
+        s.set_nonblocking(true).unwrap();
+        let mut c = TcpStream::from_std(s.into()).unwrap();
         ping(&mut c)
             .await
             .expect("queued client served after recovery");
     }
-    let mut c = TcpStream::connect(p.addr).await.unwrap();
-    ping(&mut c).await.unwrap();
+    let mut c2 = TcpStream::connect(p.addr).await.unwrap();
+    ping(&mut c2).await.unwrap();
+    drop((c, c2));
     p.stop().await;
 }

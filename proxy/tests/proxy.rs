@@ -496,3 +496,51 @@ async fn drain_returns_early_when_sessions_end() {
         .unwrap();
     assert!(t0.elapsed() < Duration::from_secs(5));
 }
+
+#[tokio::test]
+async fn connect_timeout_then_retry_elsewhere() {
+    // A backend that takes no new connection: its accept queue is full, so the kernel drops further SYNs and
+    // a connect hangs (the way a dead host behaves), until connect_timeout.
+    let stuck = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    stuck
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    stuck.listen(0).unwrap();
+    let stuck_addr = stuck.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.set_nonblocking(true).unwrap();
+        let _ = s.connect(&stuck_addr.into());
+        fillers.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let b = Backend::spawn(Mode::Echo).await;
+    let mut cfg = config(Forwarding::Splice);
+    cfg.balance = Balance::RoundRobin;
+    cfg.connect_timeout = Duration::from_millis(300);
+    cfg.retries = 1;
+    let p = start(cfg, &[(stuck_addr, true), (b.addr, true)]);
+    for _ in 0..2 {
+        let t0 = Instant::now();
+        let mut c = TcpStream::connect(p.addr).await.unwrap();
+        ping(&mut c).await.expect("served by the other backend");
+        assert!(t0.elapsed() < Duration::from_secs(5));
+    }
+    let s = p.stats.backend(stuck_addr).unwrap();
+    assert_eq!(
+        s.connect_failures.load(Relaxed),
+        1,
+        "one client of two went to the stuck backend first"
+    );
+    assert_eq!(s.total.load(Relaxed), 0);
+    assert_eq!(p.stats.backend(b.addr).unwrap().retries.load(Relaxed), 1);
+    p.stop().await;
+    drop(fillers);
+}
