@@ -24,5 +24,6 @@ fi
 
 mkdir -p corpus/decode
 # -max_total_time bounds the run; cargo fuzz exits non-zero if libFuzzer reports a crash or a leak.
-exec cargo "${toolchain[@]}" fuzz run "${sanitizer[@]}" decode corpus/decode -- \
+# seeds/ holds the Keepalived vectors as whole IPv4 packets (selector byte 8), so runs start past the checksum.
+exec cargo "${toolchain[@]}" fuzz run "${sanitizer[@]}" decode corpus/decode seeds -- \
   -max_total_time="$secs" -max_len=4096 -timeout=10

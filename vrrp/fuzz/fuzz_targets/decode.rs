@@ -1,25 +1,33 @@
-//! Fuzz the VRRPv3 decoder: no input may panic, and whatever decodes must survive a re-encode round trip.
+//! Fuzz the VRRPv3 receive path: no input may panic the IPv4 header parser or the advertisement decoder, and
+//! whatever decodes must survive a re-encode round trip.
 #![no_main]
 
 use std::net::IpAddr;
 
 use libfuzzer_sys::fuzz_target;
+use vrrp::proto::packet::Ipv4Header;
 use vrrp::proto::{Advertisement, ChecksumMode};
 
 fuzz_target!(|data: &[u8]| {
-    // The first byte picks the address family and the checksum form; the rest is the VRRP message.
+    // The first byte picks the addresses and the checksum form; the rest is the VRRP message, or with bit 3 set
+    // a whole IPv4 packet as a raw socket delivers it.
     let Some((&sel, msg)) = data.split_first() else {
         return;
     };
-    let (src, dst): (IpAddr, IpAddr) = match sel & 3 {
+    let (mut src, mut dst): (IpAddr, IpAddr) = match sel & 3 {
         0 => ([192, 0, 2, 10].into(), [224, 0, 0, 18].into()),
         1 => ([192, 0, 2, 10].into(), [192, 0, 2, 11].into()),
-        2 => (
-            "fe80::1".parse().unwrap(),
-            "ff02::12".parse().unwrap(),
-        ),
+        2 => ("fe80::1".parse().unwrap(), "ff02::12".parse().unwrap()),
         _ => ([192, 0, 2, 10].into(), "ff02::12".parse().unwrap()),
     };
+    let mut msg = msg;
+    if sel & 8 != 0 {
+        let Ok((hdr, payload)) = Ipv4Header::parse(msg) else {
+            return;
+        };
+        assert!(hdr.header_len >= 20 && hdr.total_len <= msg.len());
+        (src, dst, msg) = (hdr.src.into(), hdr.dst.into(), payload);
+    }
     if let Ok((adv, mode)) = Advertisement::decode_with_mode(msg, src, dst) {
         let mode = if sel & 4 != 0 { ChecksumMode::MessageOnly } else { mode };
         let again = adv.encode(src, dst, mode);

@@ -439,7 +439,8 @@ impl Router {
         let outranked = adv.priority < self.priority;
         if outranked && self.cfg.preempt {
             if self.cfg.preempt_delay.is_zero() {
-                // Discard: the down timer runs out and we take over.
+                // Discard: the down timer runs out and we take over. It is still the master we hear.
+                self.master_address = Some(src);
                 self.down_reason = TransitionReason::Preempted;
                 return;
             }
