@@ -159,3 +159,60 @@ fn unicast_mode_ignores_a_spoofed_peer() {
     }
     assert_eq!(holders(&[n0, n1], VIP), ["n1"]);
 }
+
+/// IPv6: an advertisement with hop limit 254 (otherwise valid, priority 255) is dropped and counted; the
+/// hop limit comes from the IPV6_HOPLIMIT control message, since a raw IPv6 socket never sees the header.
+#[test]
+fn ipv6_hop_limit_254_is_dropped() {
+    use std::net::{Ipv6Addr, SocketAddrV6};
+    let vip6: IpAddr = "2001:db8::100".parse().unwrap();
+    let group: Ipv6Addr = "ff02::12".parse().unwrap();
+    let lab = lab("hl6", 2);
+    let (n0, n1, evil) = (lab.node("n0"), lab.node("n1"), lab.node("client"));
+    let p0 = start_node(n0, &NodeSpec::new(62, 100, vip6));
+    let p1 = start_node(n1, &NodeSpec::new(62, 200, vip6));
+    assert!(
+        wait_state(&p1, "Master", Duration::from_secs(8)),
+        "{:?}",
+        p1.lines()
+    );
+    assert!(wait_state(&p0, "Backup", Duration::from_secs(8)));
+    let before = [stats(&p0), stats(&p1)];
+
+    let src = evil.link_local().unwrap();
+    let msg = Advertisement {
+        vrid: Vrid::new(62).unwrap(),
+        priority: Priority(255),
+        max_advert_int: Centis::new(10).unwrap(),
+        addresses: vec![vip6],
+    }
+    .encode(
+        IpAddr::V6(src),
+        IpAddr::V6(group),
+        ChecksumMode::PseudoHeader,
+    );
+    let ifname = evil.ifname.clone();
+    evil.ns
+        .run_in(move || {
+            let idx = nix::net::if_::if_nametoindex(ifname.as_str()).unwrap();
+            let s = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::from(112))).unwrap();
+            s.bind(&SockAddr::from(SocketAddrV6::new(src, 0, 0, idx)))
+                .unwrap();
+            s.set_multicast_if_v6(idx).unwrap();
+            s.set_multicast_hops_v6(254).unwrap();
+            for _ in 0..3 {
+                s.send_to(&msg, &SockAddr::from(SocketAddrV6::new(group, 0, 0, idx)))
+                    .unwrap();
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    for (p, before, want) in [(&p0, &before[0], "Backup"), (&p1, &before[1], "Master")] {
+        let after = stats(p);
+        assert!(after["drop_hop_limit"] >= before["drop_hop_limit"] + 3);
+        assert_eq!(after["transitions"], before["transitions"]);
+        assert_eq!(state(p).as_deref(), Some(want));
+    }
+    assert_eq!(holders(&[n0, n1], vip6), ["n1"]);
+}

@@ -340,6 +340,8 @@ impl Instance {
         })
     }
 
+    /// The status, updated after every event. Clone out of `borrow()` rather than holding the guard across
+    /// an `.await`: the driver's next update waits for every guard to be dropped.
     pub fn status(&self) -> watch::Receiver<VrrpStatus> {
         self.status.clone()
     }

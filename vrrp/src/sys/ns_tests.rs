@@ -141,3 +141,67 @@ fn vip_add_and_remove_are_idempotent_and_primary_skips_the_vip() {
         assert_ne!(link.mac, [0; 6]);
     });
 }
+
+fn cfg(interface: &str, vip: IpAddr) -> super::InstanceConfig {
+    super::InstanceConfig {
+        interface: interface.into(),
+        vrid: Vrid::new(7).unwrap(),
+        priority: Priority(100),
+        advert_interval: Centis::new(10).unwrap(),
+        preempt: true,
+        preempt_delay: Duration::ZERO,
+        vip,
+        unicast_peers: vec![],
+        unicast_source: None,
+        checksum: ChecksumMode::PseudoHeader,
+        garp_repeat: 1,
+        garp_delay: Duration::from_secs(5),
+        garp_refresh: Duration::ZERO,
+    }
+}
+
+/// Bad configuration is a clear error at start, never a panic or a half-started instance.
+#[test]
+fn start_rejects_bad_configuration() {
+    use super::{Instance, SysError};
+    let mut lab = Lab::new("cfg").unwrap();
+    lab.add_node("a").unwrap();
+    let a = lab.node("a");
+    let ifname = a.ifname.clone();
+    in_ns(a, move |_| async move {
+        let vip4 = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 100));
+        let vip6 = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100));
+        let r = Instance::start(cfg("nope0", vip4)).await;
+        assert!(matches!(r, Err(SysError::NoInterface(_))), "{r:?}");
+        let mut c = cfg(&ifname, vip4);
+        c.unicast_peers = vec![vip6];
+        assert!(matches!(Instance::start(c).await, Err(SysError::Config(_))));
+        let mut c = cfg(&ifname, vip4);
+        c.unicast_source = Some(vip6);
+        assert!(matches!(Instance::start(c).await, Err(SysError::Config(_))));
+        let mut c = cfg(&ifname, vip4);
+        c.priority = Priority(0);
+        assert!(matches!(Instance::start(c).await, Err(SysError::Config(_))));
+        let mut c = cfg(&ifname, vip4);
+        c.unicast_peers = vec![vip4];
+        assert!(matches!(Instance::start(c).await, Err(SysError::Config(_))));
+        // And a good one starts, becomes master alone, and leaves cleanly.
+        let inst = Instance::start(cfg(&ifname, vip4)).await.unwrap();
+        let mut st = inst.status();
+        // The watch guard must be dropped at once: holding it blocks the driver's next status update.
+        let master = tokio::time::timeout(Duration::from_secs(5), st.wait_for(|s| s.vip_held))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        assert!(master, "never held the VIP");
+        let stats = inst.stats();
+        inst.shutdown().await;
+        assert!(
+            stats
+                .adverts_sent
+                .load(std::sync::atomic::Ordering::Relaxed)
+                > 0
+        );
+        let net = Net::connect(nix::net::if_::if_nametoindex(ifname.as_str()).unwrap()).unwrap();
+        assert!(!net.has(vip4).await.unwrap(), "VIP left after shutdown");
+    });
+}
