@@ -253,16 +253,55 @@ fn master_answers_priority_zero_and_lower_priority_at_once() {
     let t0 = Instant::now();
     let mut r = master(100, t0);
     let t1 = t0 + Duration::from_millis(4_100);
-    for p in [0, 99] {
-        r.handle(t1, advert(p));
-        assert_eq!(
-            drain(&mut r),
-            vec![Action::SendAdvert {
+    r.handle(t1, advert(0));
+    assert_eq!(
+        drain(&mut r),
+        vec![Action::SendAdvert {
+            priority: Priority(100)
+        }]
+    );
+    assert_eq!(r.poll_timeout(), Some(t1 + Duration::from_secs(1)));
+}
+
+/// Two masters at once: the winner re-asserts the VIP with gratuitous ARPs now and one interval later, so
+/// its frames reach the LAN after the loser's; at most one such episode a second.
+#[test]
+fn master_hearing_lower_priority_re_announces_now_and_one_interval_later() {
+    let t0 = Instant::now();
+    let mut r = master(100, t0);
+    let t1 = t0 + Duration::from_millis(4_100);
+    r.handle(t1, advert(99));
+    assert_eq!(
+        drain(&mut r),
+        vec![
+            Action::SendAdvert {
                 priority: Priority(100)
-            }]
-        );
-        assert_eq!(r.poll_timeout(), Some(t1 + Duration::from_secs(1)));
-    }
+            },
+            Action::Announce { count: 5 }
+        ]
+    );
+    // Within the rate limit: the advert is answered, no new burst.
+    let t2 = t1 + Duration::from_millis(300);
+    r.handle(t2, advert(99));
+    assert_eq!(
+        drain(&mut r),
+        vec![Action::SendAdvert {
+            priority: Priority(100)
+        }]
+    );
+    // The second burst one advertisement interval (1 s here) after the first.
+    let t3 = t1 + Duration::from_secs(1);
+    assert_eq!(r.poll_timeout(), Some(t2 + Duration::from_millis(700)));
+    r.handle(t3, Input::Timeout);
+    let actions = drain(&mut r);
+    assert!(
+        actions.contains(&Action::Announce { count: 5 }),
+        "{actions:?}"
+    );
+    // After the gap, a new episode gets a new burst.
+    let t4 = t1 + Duration::from_millis(1_500);
+    r.handle(t4, advert(99));
+    assert!(drain(&mut r).contains(&Action::Announce { count: 5 }));
 }
 
 #[test]

@@ -128,6 +128,9 @@ pub fn master_down_interval(priority: Priority, master_adver_interval: Centis) -
     master_adver_interval.as_duration() * 3 + skew_time(priority, master_adver_interval)
 }
 
+/// At most one dual-master re-announcement episode per this long.
+const REASSERT_MIN_GAP: Duration = Duration::from_secs(1);
+
 #[derive(Debug)]
 pub struct Router {
     cfg: RouterConfig,
@@ -147,6 +150,10 @@ pub struct Router {
     preempt_at: Option<Instant>,
     garp_delay_at: Option<Instant>,
     garp_refresh_at: Option<Instant>,
+    /// The second gratuitous ARP burst after a dual-master episode (see `master_advert`).
+    reannounce_at: Option<Instant>,
+    /// When this master last re-announced because of a lower-priority master, to rate-limit that.
+    reasserted_at: Option<Instant>,
     actions: VecDeque<Action>,
 }
 
@@ -166,6 +173,8 @@ impl Router {
             preempt_at: None,
             garp_delay_at: None,
             garp_refresh_at: None,
+            reannounce_at: None,
+            reasserted_at: None,
             actions: VecDeque::new(),
         }
     }
@@ -207,6 +216,7 @@ impl Router {
             self.preempt_at,
             self.garp_delay_at,
             self.garp_refresh_at,
+            self.reannounce_at,
         ]
         .into_iter()
         .flatten()
@@ -295,6 +305,7 @@ impl Router {
         self.preempt_at = None;
         self.garp_delay_at = None;
         self.garp_refresh_at = None;
+        self.reannounce_at = None;
     }
 
     fn on_startup(&mut self, now: Instant) {
@@ -462,6 +473,9 @@ impl Router {
         if adv.priority == Priority::LEAVING || theirs < ours {
             // 6.4.3 for priority 0; RFC 9568 for a lower one: re-assert at once.
             self.send_advert(now);
+            if adv.priority != Priority::LEAVING {
+                self.reassert_vips(now);
+            }
             return;
         }
         self.clear_timers();
@@ -471,6 +485,26 @@ impl Router {
         self.master_adver_interval = adv.max_advert_int;
         self.down_reason = TransitionReason::MasterDown;
         self.master_down_at = Some(now + self.master_down_interval());
+    }
+
+    /// Two masters at once (both backups' timers fired together, or a healed partition): the other one sent
+    /// its gratuitous ARPs too, and if they reach the LAN after ours, hosts send the VIP's traffic to a node
+    /// that is about to drop it, until our next burst (`garp.delay` later). So the winner announces again now
+    /// and once more one advertisement interval later, after the loser has stepped down, as Keepalived's
+    /// `garp_lower_prio_repeat` does. Rate-limited to one episode a second against a peer stuck as master.
+    fn reassert_vips(&mut self, now: Instant) {
+        if self.cfg.garp_repeat == 0
+            || self
+                .reasserted_at
+                .is_some_and(|t| now.saturating_duration_since(t) < REASSERT_MIN_GAP)
+        {
+            return;
+        }
+        self.reasserted_at = Some(now);
+        self.actions.push_back(Action::Announce {
+            count: self.cfg.garp_repeat,
+        });
+        self.reannounce_at = Some(now + self.cfg.advert_interval.as_duration());
     }
 
     fn on_timeout(&mut self, now: Instant) {
@@ -489,6 +523,12 @@ impl Router {
                 }
                 if due(self.garp_delay_at) {
                     self.garp_delay_at = None;
+                    self.actions.push_back(Action::Announce {
+                        count: self.cfg.garp_repeat,
+                    });
+                }
+                if due(self.reannounce_at) {
+                    self.reannounce_at = None;
                     self.actions.push_back(Action::Announce {
                         count: self.cfg.garp_repeat,
                     });
