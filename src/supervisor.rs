@@ -158,6 +158,11 @@ pub type SharedLive = Arc<RwLock<Live>>;
 ///
 /// Capabilities are checked and dropped by the caller, before the runtime starts (they are per thread).
 pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
+    // Handlers first: until they exist, SIGTERM kills the process outright (a VIP may stay behind) and SIGHUP
+    // kills it too. A signal received during start-up waits in its stream and is handled by the main loop.
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sighup = signal(SignalKind::hangup())?;
     let cfg = Arc::new(cfg);
     info!(
         config = %config_path.display(),
@@ -274,9 +279,6 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
     };
     info!(proxy = %proxy_listen, admin = %cfg.admin.listen, "vipd is running");
 
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sighup = signal(SignalKind::hangup())?;
     let mut current = cfg;
     let mut instance = Some(instance);
     loop {
@@ -511,7 +513,7 @@ async fn reload(
         Ok(c) => c,
         Err(e) => {
             // The same lines `vipd validate` prints.
-            for line in e.to_string().lines() {
+            for line in crate::cli::load_error_lines(path, &e) {
                 error!("reload: {line}");
             }
             anyhow::bail!("{} is not valid", path.display());
@@ -526,11 +528,15 @@ async fn reload(
             "controlPlaneLBPort, proxy.bind and admin.listen cannot change on reload (restart vipd to apply them)"
         );
     }
-    // Health may still refuse (unreadable CA file, bad key): nothing is applied before it agrees.
-    checker
-        .reconfigure(health_config(&new), new.backends.clone())
-        .context("health checks")?;
+    // Proxy settings before the backend set: a backend that leaves the list must meet the new
+    // shutdownSessionsOnBackendDown, or the proxy sees it go with the old setting and the transition is lost.
     proxy.update(proxy_config(&new).settings());
+    // Health may still refuse (unreadable CA file, bad key): then the old proxy settings come back, and
+    // nothing else was applied.
+    if let Err(e) = checker.reconfigure(health_config(&new), new.backends.clone()) {
+        proxy.update(proxy_config(current).settings());
+        return Err(anyhow::Error::new(e).context("health checks"));
+    }
     if instance_config(&new) != instance_config(current) {
         // One instance at a time: the new one would otherwise remove the old one's VIP as stale.
         info!("reload: VRRP settings changed, restarting the instance (priority 0 handover if master)");
