@@ -192,6 +192,62 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("admin: cannot listen on {}", cfg.admin.listen))?;
 
+    // Until VRRP joins, the admin endpoint already answers: /healthz 200, /readyz 503 ("initializing") and
+    // /status with the VRRP state `initialize`, from a placeholder status the instance's replaces.
+    let (placeholder_tx, placeholder_rx) = watch::channel(vrrp::sys::VrrpStatus {
+        state: vrrp::proto::State::Initialize,
+        effective_priority: cfg.vrrp.priority,
+        master_address: None,
+        vip_held: false,
+        transitions: 0,
+        master_advert_interval: cfg.vrrp.advert_interval,
+    });
+    let live: SharedLive = Arc::new(RwLock::new(Live {
+        config: cfg.clone(),
+        vrrp_status: placeholder_rx,
+        vrrp_stats: Arc::default(),
+        health: checker.subscribe(),
+        proxy_stats: proxy_stats.clone(),
+        proxy_listen,
+        started: SystemTime::now(),
+        reloads: 0,
+        reload_failures: 0,
+    }));
+
+    let shutdown = CancellationToken::new();
+    let proxy_cancel = CancellationToken::new();
+    let tasks = Tasks::default();
+    // The proxy serves on every LB node, master or not, from the start.
+    let proxy_task = tasks.proxy.spawn(proxy.run(proxy_cancel.clone()));
+
+    // Tracking: health -> proxy backend set and VRRP priority. The instance is replaced on reload, so the task
+    // talks to it through a channel of decisions the main loop forwards.
+    let (track_tx, mut track_rx) = watch::channel(track_decision(
+        &cfg,
+        health_rx.borrow().iter().any(|b| b.healthy),
+    ));
+    let (cfg_tx, cfg_rx) = watch::channel(cfg.clone());
+    let tracker = tasks.tracker.spawn(track_health(
+        checker.subscribe(),
+        cfg_rx,
+        backends_tx,
+        track_tx,
+        shutdown.clone(),
+    ));
+
+    let registry = Arc::new(metrics::registry(live.clone()));
+    let admin_state = {
+        let (l1, l2, l3) = (live.clone(), live.clone(), live.clone());
+        let (tasks1, tasks2) = (tasks.clone(), tasks.clone());
+        AdminState::new(
+            registry,
+            move || status_doc(&l1.read().unwrap_or_else(|e| e.into_inner())),
+            move || liveness(&l2.read().unwrap_or_else(|e| e.into_inner()), &tasks1),
+            move || readiness(&l3.read().unwrap_or_else(|e| e.into_inner()), &tasks2),
+        )
+    };
+    let admin_task = tokio::spawn(admin::serve(admin_listener, admin_state, shutdown.clone()));
+
     // Join VRRP with the priority the backends deserve: wait (briefly) for the first round of checks.
     let first_round = Instant::now() + first_round_budget(&cfg);
     while !health_rx.borrow().iter().all(|b| b.checks > 0) {
@@ -217,48 +273,12 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
             decision.priority
         );
     }
-
-    let live: SharedLive = Arc::new(RwLock::new(Live {
-        config: cfg.clone(),
-        vrrp_status: instance.status(),
-        vrrp_stats: instance.stats(),
-        health: checker.subscribe(),
-        proxy_stats: proxy_stats.clone(),
-        proxy_listen,
-        started: SystemTime::now(),
-        reloads: 0,
-        reload_failures: 0,
-    }));
-
-    let shutdown = CancellationToken::new();
-    let proxy_cancel = CancellationToken::new();
-    let tasks = Tasks::default();
-    let proxy_task = tasks.proxy.spawn(proxy.run(proxy_cancel.clone()));
-
-    // Tracking: health -> proxy backend set and VRRP priority. The instance is replaced on reload, so the task
-    // talks to it through a channel of decisions the main loop forwards.
-    let (track_tx, mut track_rx) = watch::channel(decision);
-    let (cfg_tx, cfg_rx) = watch::channel(cfg.clone());
-    let tracker = tasks.tracker.spawn(track_health(
-        checker.subscribe(),
-        cfg_rx,
-        backends_tx,
-        track_tx,
-        shutdown.clone(),
-    ));
-
-    let registry = Arc::new(metrics::registry(live.clone()));
-    let admin_state = {
-        let (l1, l2, l3) = (live.clone(), live.clone(), live.clone());
-        let (tasks1, tasks2) = (tasks.clone(), tasks.clone());
-        AdminState::new(
-            registry,
-            move || status_doc(&l1.read().unwrap_or_else(|e| e.into_inner())),
-            move || liveness(&l2.read().unwrap_or_else(|e| e.into_inner()), &tasks1),
-            move || readiness(&l3.read().unwrap_or_else(|e| e.into_inner()), &tasks2),
-        )
-    };
-    let admin_task = tokio::spawn(admin::serve(admin_listener, admin_state, shutdown.clone()));
+    {
+        let mut l = live.write().unwrap_or_else(|e| e.into_inner());
+        l.vrrp_status = instance.status();
+        l.vrrp_stats = instance.stats();
+    }
+    drop(placeholder_tx);
 
     let notifier = Notifier::from_env();
     let ready_status = |c: &Config| {

@@ -970,3 +970,42 @@ fn run_refuses_without_net_raw_or_net_admin() {
         assert!(err.contains("AmbientCapabilities"), "{err}");
     }
 }
+
+#[test]
+fn readyz_is_503_until_vrrp_joins() {
+    let lab = lab("vd-rdy", &["lb"]);
+    let dir = TempDir::new("vd-rdy").unwrap();
+    // A backend nobody answers for: the first round of checks takes the whole health timeout, and VRRP
+    // waits for it (up to timeout + 500 ms) before joining.
+    let mut spec = VipdSpec::new(vip(), vec!["192.0.2.250:6443".parse().unwrap()], 150);
+    spec.health_interval = "5s";
+    spec.health_timeout = "2s";
+    let node = VipdNode::start(vipd_bin(), &lab.node("lb").ns, &spec, dir.path()).unwrap();
+    let starting = wait_for(LONG, || match node.admin_get("/readyz") {
+        Ok((503, body)) => Some(body),
+        _ => None,
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no 503 from /readyz while starting: {:?}",
+            node.proc.lines()
+        )
+    });
+    assert!(starting.contains("initializing"), "{starting}");
+    // Meanwhile the process is alive and says what it is doing.
+    assert_eq!(node.admin_get("/healthz").unwrap().0, 200);
+    let s = node.status().unwrap();
+    assert!(
+        s["vrrp"]["state"] == "initialize" || node.admin_get("/readyz").unwrap().0 == 200,
+        "{s}"
+    );
+    let (code, _, _) = vipd_in(
+        &lab.node("lb").ns,
+        &["status", "--admin", "http://127.0.0.1:9440"],
+    );
+    assert_eq!(code, Some(0));
+    assert!(wait_for(LONG, || (node.admin_get("/readyz").ok()?.0 == 200)
+        .then_some(()))
+    .is_some());
+    assert_ne!(node.state().as_deref(), Some("initialize"));
+}
