@@ -567,12 +567,18 @@ async fn reload(
             Ok(i) => *instance = Some(i),
             Err(e) => {
                 error!("reload: the new VRRP settings do not start ({e}); restarting with the old ones");
+                // Back to the old config everywhere, so a refused reload means the old config runs.
+                proxy.update(proxy_config(current).settings());
+                if let Err(h) =
+                    checker.reconfigure(health_config(current), current.backends.clone())
+                {
+                    error!("reload: cannot restore the old health settings: {h}");
+                }
                 *instance = Some(
                     Instance::start(instance_config(current))
                         .await
                         .context("VRRP restart with the old settings")?,
                 );
-                // Health and proxy already run the new settings; say so rather than pretend nothing happened.
                 anyhow::bail!("VRRP: {e}");
             }
         }
