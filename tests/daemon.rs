@@ -1009,3 +1009,59 @@ fn readyz_is_503_until_vrrp_joins() {
     .is_some());
     assert_ne!(node.state().as_deref(), Some("initialize"));
 }
+
+#[test]
+fn reload_of_vrrp_settings_restarts_the_instance_with_a_handover() {
+    let lab = lab("vd-vr", &["n1", "n2"]);
+    let dir = TempDir::new("vd-vr").unwrap();
+    let a = be_addr(&lab, 6443);
+    let _ba = backend(&lab.node("be").ns, a, "be-a");
+    let mut s1 = VipdSpec::new(vip(), vec![a], 150);
+    let s2 = VipdSpec::new(vip(), vec![a], 100);
+    let n1 = VipdNode::start(vipd_bin(), &lab.node("n1").ns, &s1, dir.path()).unwrap();
+    let n2 = VipdNode::start(vipd_bin(), &lab.node("n2").ns, &s2, dir.path()).unwrap();
+    wait_master(&n1);
+    assert!(n2.wait_state("backup", LONG).is_some());
+    let cap = lab
+        .node("client")
+        .ns
+        .capture("eth0", "ip proto 112")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
+    // A lower priority is a VRRP change: the instance restarts, handing over with priority 0 first.
+    s1.priority = 50;
+    n1.write_config(&s1).unwrap();
+    let cursor = n1.proc.line_count();
+    n1.signal(Signal::SIGHUP).unwrap();
+    assert!(n1
+        .proc
+        .wait_line_from(cursor, LONG, |l| l.contains("restarting the instance"))
+        .is_some());
+    wait_master(&n2);
+    assert!(n1.wait_state("backup", LONG).is_some());
+    let st = n1.status().unwrap();
+    assert_eq!(st["vrrp"]["priority"], 50);
+    assert_eq!(st["vrrp"]["effectivePriority"], 50);
+    assert_eq!(metric(&metrics(&n1), "vipd_config_reloads_total"), 1.0);
+    assert!(wait_for(LONG, || lab
+        .node("n2")
+        .ns
+        .has_addr("eth0", vip())
+        .then_some(()))
+    .is_some());
+    assert!(!lab.node("n1").ns.has_addr("eth0", vip()));
+    std::thread::sleep(Duration::from_millis(300));
+    let n1_ip = IpAddr::V4(lab.node("n1").v4);
+    let frames = cap.stop().unwrap();
+    let prios: Vec<u8> = frames
+        .iter()
+        .filter_map(|f| match decode_frame(&f.data) {
+            Decoded::Vrrp { src, priority, .. } if src == n1_ip => Some(priority),
+            _ => None,
+        })
+        .collect();
+    let zero = prios.iter().position(|p| *p == 0);
+    assert!(zero.is_some(), "no priority 0 handover from n1: {prios:?}");
+    assert!(prios[..zero.unwrap()].contains(&150), "{prios:?}");
+}
