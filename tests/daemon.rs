@@ -752,7 +752,6 @@ fn sigterm_hands_over_withdraws_the_vip_and_drains() {
         client.progress(5),
         "the open connection stopped during the drain"
     );
-    assert!(t0.elapsed() < Duration::from_secs(4));
     let status = node
         .proc
         .wait_exit(Duration::from_secs(15))
