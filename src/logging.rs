@@ -24,8 +24,13 @@ pub fn init(format: LogFormat, level: Option<&str>) -> anyhow::Result<()> {
             _ => EnvFilter::new("info"),
         },
     };
+    // Colours only for a person at a terminal: journald and container runtimes store the escape codes as
+    // text, which breaks grep and log shippers. NO_COLOR (https://no-color.org) turns them off anyway.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let result = match format {
         LogFormat::Text => builder.try_init(),

@@ -158,6 +158,11 @@ pub type SharedLive = Arc<RwLock<Live>>;
 ///
 /// Capabilities are checked and dropped by the caller, before the runtime starts (they are per thread).
 pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
+    // Handlers first: until they exist, SIGTERM kills the process outright (a VIP may stay behind) and SIGHUP
+    // kills it too. A signal received during start-up waits in its stream and is handled by the main loop.
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sighup = signal(SignalKind::hangup())?;
     let cfg = Arc::new(cfg);
     info!(
         config = %config_path.display(),
@@ -187,6 +192,62 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("admin: cannot listen on {}", cfg.admin.listen))?;
 
+    // Until VRRP joins, the admin endpoint already answers: /healthz 200, /readyz 503 ("initializing") and
+    // /status with the VRRP state `initialize`, from a placeholder status the instance's replaces.
+    let (placeholder_tx, placeholder_rx) = watch::channel(vrrp::sys::VrrpStatus {
+        state: vrrp::proto::State::Initialize,
+        effective_priority: cfg.vrrp.priority,
+        master_address: None,
+        vip_held: false,
+        transitions: 0,
+        master_advert_interval: cfg.vrrp.advert_interval,
+    });
+    let live: SharedLive = Arc::new(RwLock::new(Live {
+        config: cfg.clone(),
+        vrrp_status: placeholder_rx,
+        vrrp_stats: Arc::default(),
+        health: checker.subscribe(),
+        proxy_stats: proxy_stats.clone(),
+        proxy_listen,
+        started: SystemTime::now(),
+        reloads: 0,
+        reload_failures: 0,
+    }));
+
+    let shutdown = CancellationToken::new();
+    let proxy_cancel = CancellationToken::new();
+    let tasks = Tasks::default();
+    // The proxy serves on every LB node, master or not, from the start.
+    let proxy_task = tasks.proxy.spawn(proxy.run(proxy_cancel.clone()));
+
+    // Tracking: health -> proxy backend set and VRRP priority. The instance is replaced on reload, so the task
+    // talks to it through a channel of decisions the main loop forwards.
+    let (track_tx, mut track_rx) = watch::channel(track_decision(
+        &cfg,
+        health_rx.borrow().iter().any(|b| b.healthy),
+    ));
+    let (cfg_tx, cfg_rx) = watch::channel(cfg.clone());
+    let tracker = tasks.tracker.spawn(track_health(
+        checker.subscribe(),
+        cfg_rx,
+        backends_tx,
+        track_tx,
+        shutdown.clone(),
+    ));
+
+    let registry = Arc::new(metrics::registry(live.clone()));
+    let admin_state = {
+        let (l1, l2, l3) = (live.clone(), live.clone(), live.clone());
+        let (tasks1, tasks2) = (tasks.clone(), tasks.clone());
+        AdminState::new(
+            registry,
+            move || status_doc(&l1.read().unwrap_or_else(|e| e.into_inner())),
+            move || liveness(&l2.read().unwrap_or_else(|e| e.into_inner()), &tasks1),
+            move || readiness(&l3.read().unwrap_or_else(|e| e.into_inner()), &tasks2),
+        )
+    };
+    let admin_task = tokio::spawn(admin::serve(admin_listener, admin_state, shutdown.clone()));
+
     // Join VRRP with the priority the backends deserve: wait (briefly) for the first round of checks.
     let first_round = Instant::now() + first_round_budget(&cfg);
     while !health_rx.borrow().iter().all(|b| b.checks > 0) {
@@ -212,48 +273,12 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
             decision.priority
         );
     }
-
-    let live: SharedLive = Arc::new(RwLock::new(Live {
-        config: cfg.clone(),
-        vrrp_status: instance.status(),
-        vrrp_stats: instance.stats(),
-        health: checker.subscribe(),
-        proxy_stats: proxy_stats.clone(),
-        proxy_listen,
-        started: SystemTime::now(),
-        reloads: 0,
-        reload_failures: 0,
-    }));
-
-    let shutdown = CancellationToken::new();
-    let proxy_cancel = CancellationToken::new();
-    let tasks = Tasks::default();
-    let proxy_task = tasks.proxy.spawn(proxy.run(proxy_cancel.clone()));
-
-    // Tracking: health -> proxy backend set and VRRP priority. The instance is replaced on reload, so the task
-    // talks to it through a channel of decisions the main loop forwards.
-    let (track_tx, mut track_rx) = watch::channel(decision);
-    let (cfg_tx, cfg_rx) = watch::channel(cfg.clone());
-    let tracker = tasks.tracker.spawn(track_health(
-        checker.subscribe(),
-        cfg_rx,
-        backends_tx,
-        track_tx,
-        shutdown.clone(),
-    ));
-
-    let registry = Arc::new(metrics::registry(live.clone()));
-    let admin_state = {
-        let (l1, l2, l3) = (live.clone(), live.clone(), live.clone());
-        let (tasks1, tasks2) = (tasks.clone(), tasks.clone());
-        AdminState::new(
-            registry,
-            move || status_doc(&l1.read().unwrap_or_else(|e| e.into_inner())),
-            move || liveness(&l2.read().unwrap_or_else(|e| e.into_inner()), &tasks1),
-            move || readiness(&l3.read().unwrap_or_else(|e| e.into_inner()), &tasks2),
-        )
-    };
-    let admin_task = tokio::spawn(admin::serve(admin_listener, admin_state, shutdown.clone()));
+    {
+        let mut l = live.write().unwrap_or_else(|e| e.into_inner());
+        l.vrrp_status = instance.status();
+        l.vrrp_stats = instance.stats();
+    }
+    drop(placeholder_tx);
 
     let notifier = Notifier::from_env();
     let ready_status = |c: &Config| {
@@ -274,9 +299,6 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
     };
     info!(proxy = %proxy_listen, admin = %cfg.admin.listen, "vipd is running");
 
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sighup = signal(SignalKind::hangup())?;
     let mut current = cfg;
     let mut instance = Some(instance);
     loop {
@@ -511,7 +533,7 @@ async fn reload(
         Ok(c) => c,
         Err(e) => {
             // The same lines `vipd validate` prints.
-            for line in e.to_string().lines() {
+            for line in crate::cli::load_error_lines(path, &e) {
                 error!("reload: {line}");
             }
             anyhow::bail!("{} is not valid", path.display());
@@ -526,11 +548,15 @@ async fn reload(
             "controlPlaneLBPort, proxy.bind and admin.listen cannot change on reload (restart vipd to apply them)"
         );
     }
-    // Health may still refuse (unreadable CA file, bad key): nothing is applied before it agrees.
-    checker
-        .reconfigure(health_config(&new), new.backends.clone())
-        .context("health checks")?;
+    // Proxy settings before the backend set: a backend that leaves the list must meet the new
+    // shutdownSessionsOnBackendDown, or the proxy sees it go with the old setting and the transition is lost.
     proxy.update(proxy_config(&new).settings());
+    // Health may still refuse (unreadable CA file, bad key): then the old proxy settings come back, and
+    // nothing else was applied.
+    if let Err(e) = checker.reconfigure(health_config(&new), new.backends.clone()) {
+        proxy.update(proxy_config(current).settings());
+        return Err(anyhow::Error::new(e).context("health checks"));
+    }
     if instance_config(&new) != instance_config(current) {
         // One instance at a time: the new one would otherwise remove the old one's VIP as stale.
         info!("reload: VRRP settings changed, restarting the instance (priority 0 handover if master)");
@@ -541,12 +567,18 @@ async fn reload(
             Ok(i) => *instance = Some(i),
             Err(e) => {
                 error!("reload: the new VRRP settings do not start ({e}); restarting with the old ones");
+                // Back to the old config everywhere, so a refused reload means the old config runs.
+                proxy.update(proxy_config(current).settings());
+                if let Err(h) =
+                    checker.reconfigure(health_config(current), current.backends.clone())
+                {
+                    error!("reload: cannot restore the old health settings: {h}");
+                }
                 *instance = Some(
                     Instance::start(instance_config(current))
                         .await
                         .context("VRRP restart with the old settings")?,
                 );
-                // Health and proxy already run the new settings; say so rather than pretend nothing happened.
                 anyhow::bail!("VRRP: {e}");
             }
         }

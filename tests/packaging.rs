@@ -352,12 +352,7 @@ impl Drop for TempDir {
     }
 }
 
-/// The unit's ExecStart with the test's binary and config.
-///
-/// LEAD: switch to `run` here once `vipd run` exists: drop the `validate` rewrite below, then make
-/// `exec_start_line_runs_under_the_unit_capabilities` start it in the background (with NOTIFY_SOCKET),
-/// wait for READY=1 or /readyz, check the VIP on eth0 of the namespace, SIGTERM it by pid and reap it.
-/// Until then the same line runs as `vipd validate --config FILE`: same binary, same credentials.
+/// The unit's ExecStart with the test's binary and config: `vipd run --config FILE`, as systemd starts it.
 fn exec_start_command(unit_argv: &[String], config: &Path) -> Vec<String> {
     let mut argv: Vec<String> = unit_argv.to_vec();
     assert!(
@@ -372,12 +367,117 @@ fn exec_start_command(unit_argv: &[String], config: &Path) -> Vec<String> {
         .expect("ExecStart passes --config");
     assert!(argv.len() > flag + 1, "--config without a value");
     argv[flag + 1] = config.to_str().unwrap().to_owned();
-    let sub = argv
-        .iter()
-        .position(|a| a == "run")
-        .expect("ExecStart runs `vipd run`");
-    argv[sub] = "validate".to_owned();
+    assert!(
+        argv.iter().any(|a| a == "run"),
+        "ExecStart runs `vipd run`: {argv:?}"
+    );
     argv
+}
+
+/// A daemon started in the background in a namespace; killed (by pid) and reaped on drop, so a failing
+/// test leaves nothing running.
+struct Daemon {
+    child: std::process::Child,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Daemon {
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("wait")
+    }
+
+    /// SIGTERM by pid, then the exit status and everything it logged (bounded by CHILD_TIMEOUT).
+    fn terminate(mut self) -> (ExitStatus, String) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid()),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .expect("kill -TERM");
+        let deadline = Instant::now() + CHILD_TIMEOUT;
+        let status = loop {
+            if let Some(st) = self.exited() {
+                break st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "vipd did not stop within {CHILD_TIMEOUT:?} of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let log = self.stderr.take().unwrap().join().unwrap();
+        (status, log)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Netns {
+    /// `argv` in the background, inside the namespace under `creds`, with systemd's environment plus `env`.
+    fn spawn(&self, creds: &Credentials, argv: &[String], env: &[(&str, &str)]) -> Daemon {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name])
+            .args(creds.setpriv())
+            .args(argv);
+        cmd.env_clear().env("PATH", SYSTEMD_PATH).current_dir("/");
+        cmd.envs(env.iter().copied());
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let mut err = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut s = Vec::new();
+            let _ = err.read_to_end(&mut s);
+            String::from_utf8_lossy(&s).into_owned()
+        });
+        Daemon {
+            child,
+            stderr: Some(stderr),
+        }
+    }
+
+    fn has_addr(&self, addr: &str) -> bool {
+        let out = Command::new("ip")
+            .args(["-n", &self.name, "-o", "addr", "show", "dev", "eth0"])
+            .output()
+            .expect("run ip");
+        String::from_utf8_lossy(&out.stdout).contains(&format!(" {addr}/"))
+    }
+}
+
+/// Waits (bounded) for a notification datagram satisfying `pred`; every datagram seen is kept in `seen`.
+fn wait_notify(
+    sock: &std::os::unix::net::UnixDatagram,
+    seen: &mut Vec<String>,
+    timeout: Duration,
+    pred: impl Fn(&str) -> bool,
+) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        if let Ok(n) = sock.recv(&mut buf) {
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let hit = pred(&msg);
+            seen.push(msg);
+            if hit {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 #[test]
@@ -472,7 +572,9 @@ fn setpriv_reproduces_the_unit_credentials_in_a_netns() {
     );
 }
 
-/// The unit's ExecStart line, under the unit's credentials, on a valid and an invalid config.
+/// The unit's ExecStart line, under the unit's credentials: the daemon really runs (READY=1 on the notify
+/// socket, the VIP on the namespace's eth0, only the unit's capabilities), stops on SIGTERM with exit 0 and
+/// STOPPING=1, the VIP withdrawn; and an invalid config is refused with the field's path.
 #[test]
 fn exec_start_line_runs_under_the_unit_capabilities() {
     let service = service_section(UNIT);
@@ -487,17 +589,68 @@ fn exec_start_line_runs_under_the_unit_capabilities() {
          controlPlaneVIP: 192.0.2.100\n\
          controlPlaneLBPort: 443\n\
          backends: [192.0.2.20:6443, 192.0.2.21:6443]\n\
-         vrrp:\n  vrid: 51\n  priority: 100\n\
+         vrrp:\n  vrid: 51\n  priority: 100\n  advertInterval: 200ms\n\
          health:\n  type: tcp\n",
     );
-    let out = ns.run(&creds, &exec_start_command(&unit_argv, &good));
-    assert!(
-        out.status.success(),
-        "valid config refused under the unit's credentials: {out:?}"
+    // systemd's notify socket: the unprivileged service user must be able to write to it.
+    let notify_path = dir.0.join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    std::fs::set_permissions(&notify_path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut daemon = ns.spawn(
+        &creds,
+        &exec_start_command(&unit_argv, &good),
+        &[("NOTIFY_SOCKET", notify_path.to_str().unwrap())],
     );
+    let mut seen = Vec::new();
+    let ready = wait_notify(&sock, &mut seen, CHILD_TIMEOUT, |m| {
+        m.lines().any(|l| l == "READY=1")
+    });
+    if !ready {
+        let exited = daemon.exited();
+        let (_, log) = daemon.terminate();
+        panic!("no READY=1 (exited: {exited:?}, got {seen:?}):\n{log}");
+    }
+
+    // Only the unit's capabilities, in every thread; as the unit's user.
+    for task in std::fs::read_dir(format!("/proc/{}/task", daemon.pid())).unwrap() {
+        let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
+        for set in ["CapEff", "CapPrm", "CapBnd"] {
+            let mask = vipd::caps::parse_status_mask(&status, set).unwrap();
+            assert_eq!(
+                mask & !creds.mask(),
+                0,
+                "{set} {mask:#x} exceeds the unit's {:#x}",
+                creds.mask()
+            );
+            let needed = (1 << capability_bit("net_admin")) | (1 << capability_bit("net_raw"));
+            assert_eq!(mask & needed, needed, "{set} {mask:#x}");
+        }
+        assert!(
+            status.contains(&format!("Uid:\t{NOBODY}\t")),
+            "not the unit's user:\n{status}"
+        );
+    }
+
+    // Alone on its LAN, it becomes master and holds the VIP.
+    let deadline = Instant::now() + CHILD_TIMEOUT;
+    while !ns.has_addr("192.0.2.100") && Instant::now() < deadline && daemon.exited().is_none() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(ns.has_addr("192.0.2.100"), "the VIP never appeared on eth0");
+
+    let (status, log) = daemon.terminate();
+    assert_eq!(status.code(), Some(0), "{log}");
     assert!(
-        !out.stdout.trim().is_empty(),
-        "validate prints a one-line summary on success: {out:?}"
+        wait_notify(&sock, &mut seen, Duration::from_secs(5), |m| m
+            == "STOPPING=1\n"),
+        "no STOPPING=1: {seen:?}"
+    );
+    assert!(!ns.has_addr("192.0.2.100"), "the VIP stayed after exit");
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in the journal:\n{log}"
     );
 
     // The same line must still reject bad input with the field path: proves the config was really read.

@@ -590,10 +590,21 @@ impl Capture {
     pub fn start(ns: &Netns, ifname: &str, filter: &str) -> Result<Capture> {
         let dir = TempDir::new("vipd-cap")?;
         let file = dir.join("cap.pcap");
-        let mut args: Vec<String> = ["-i", ifname, "-n", "-U", "-Z", "root", "-w"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        // --immediate-mode: without it libpcap hands packets over in blocks (up to a second late), and the last
+        // block is lost when tcpdump is stopped, so a capture stopped soon after an event misses the event.
+        let mut args: Vec<String> = [
+            "-i",
+            ifname,
+            "-n",
+            "-U",
+            "--immediate-mode",
+            "-Z",
+            "root",
+            "-w",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         args.push(file.display().to_string());
         if !filter.is_empty() {
             args.extend(filter.split_whitespace().map(str::to_string));

@@ -172,6 +172,33 @@ impl VipdNode {
         })
     }
 
+    /// Like [`VipdNode::start`], with extra environment variables for the daemon (`NOTIFY_SOCKET`,
+    /// `WATCHDOG_USEC`, ...).
+    pub fn start_with_env(
+        bin: &Path,
+        ns: &Netns,
+        spec: &VipdSpec,
+        dir: &Path,
+        env: &[(&str, &str)],
+    ) -> Result<VipdNode> {
+        let config_path = dir.join(format!("{}.yaml", ns.name()));
+        std::fs::write(&config_path, spec.to_yaml())
+            .with_context(|| format!("writing {}", config_path.display()))?;
+        let mut cmd = ns.command(bin);
+        cmd.arg("run").arg("--config").arg(&config_path);
+        cmd.env("RUST_LOG", "info").env("NO_COLOR", "1");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let proc = ns.spawn(cmd)?;
+        Ok(VipdNode {
+            proc,
+            config_path,
+            ns_name: ns.name().to_string(),
+            admin: spec.admin_listen,
+        })
+    }
+
     pub fn pid(&self) -> i32 {
         self.proc.pid()
     }
