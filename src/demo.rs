@@ -448,6 +448,11 @@ impl Rig {
         self.lbs.iter().map(Lb::status).collect()
     }
 
+    /// Which nodes have a vipd running (the killed one has none until it is restarted).
+    fn running(&self) -> Vec<bool> {
+        self.lbs.iter().map(|lb| lb.vipd.is_some()).collect()
+    }
+
     fn vip_holders(&self) -> Result<Vec<&'static str>> {
         let lab = self.lab()?;
         Ok(self
@@ -525,6 +530,35 @@ fn master_down(interval: Duration, priority: u8) -> Duration {
         Some(c) => vrrp::proto::router::master_down_interval(vrrp::proto::Priority(priority), c),
         None => interval * 4,
     }
+}
+
+/// Where VRRP has settled among the nodes whose vipd runs (`states[i]` is `None` for a node without one):
+/// every running node answers and sees every apiserver healthy (so effective priorities are the configured
+/// ones), exactly one is master and holds the VIP, the others are backups without it, and the master is the
+/// highest-priority running node (with preemption on, VRRP does not rest anywhere else). A snapshot taken
+/// earlier could catch a lower-priority node that was master only until a slower-starting higher one preempts.
+fn settled(states: &[Option<StatusDoc>], running: &[bool]) -> Option<usize> {
+    let mut master = None;
+    let mut best: Option<(u8, usize)> = None;
+    for (i, (st, run)) in states.iter().zip(running).enumerate() {
+        if !run {
+            continue;
+        }
+        let st = st.as_ref()?;
+        if st.backends.is_empty() || !st.backends.iter().all(|b| b.healthy) {
+            return None;
+        }
+        match st.vrrp.state {
+            VrrpState::Master if st.vip.held && master.is_none() => master = Some(i),
+            VrrpState::Backup if !st.vip.held => {}
+            _ => return None,
+        }
+        if best.is_none_or(|(p, _)| st.vrrp.effective_priority > p) {
+            best = Some((st.vrrp.effective_priority, i));
+        }
+    }
+    let master = master?;
+    (best.map(|(_, i)| i) == Some(master)).then_some(master)
 }
 
 fn run(rig: &mut Rig, args: &DemoArgs, clock: Clock, res: &mut Results) -> Result<()> {
@@ -628,25 +662,12 @@ fn run(rig: &mut Rig, args: &DemoArgs, clock: Clock, res: &mut Results) -> Resul
         LBS[0].1, LBS[1].1, LBS[2].1
     ));
 
-    // Election: one master holding the VIP, every node seeing every apiserver healthy.
+    // Election: wait until VRRP has settled (see `settled`).
     let master = poll(
         rig,
-        "one master with every apiserver healthy",
+        "the election to settle with every apiserver healthy",
         Duration::from_secs(20) + 10 * interval,
-        |rig| {
-            let states = rig.states();
-            if states.iter().any(Option::is_none) {
-                return Ok(None);
-            }
-            let states: Vec<StatusDoc> = states.into_iter().flatten().collect();
-            let healthy = states
-                .iter()
-                .all(|s| !s.backends.is_empty() && s.backends.iter().all(|b| b.healthy));
-            let masters: Vec<usize> = (0..states.len())
-                .filter(|&i| states[i].vrrp.state == VrrpState::Master)
-                .collect();
-            Ok((healthy && masters.len() == 1 && states[masters[0]].vip.held).then(|| masters[0]))
-        },
+        |rig| Ok(settled(&rig.states(), &rig.running())),
     )?;
     let elected = started.elapsed();
     let m = &rig.lbs[master];
@@ -728,30 +749,30 @@ fn run(rig: &mut Rig, args: &DemoArgs, clock: Clock, res: &mut Results) -> Resul
          over Master_Down_Interval = 3 x {advert} + skew = {} after the last advertisement it heard",
         ms(res.expected_takeover)
     ));
-    let mut new_master: Option<(usize, Duration)> = None;
-    poll(
+    // The takeover is when a backup first says it is master; the new master is where VRRP then settles
+    // (two backups whose timers end together may both take over for a moment).
+    let mut takeover: Option<Duration> = None;
+    let (nm, seen) = poll(
         rig,
         "a new master and the client's recovery",
         Duration::from_secs(15) + 10 * interval,
         |rig| {
-            if new_master.is_none() {
-                let states = rig.states();
-                if let Some(i) = (0..states.len()).find(|&i| {
-                    states[i]
-                        .as_ref()
-                        .is_some_and(|s| s.vrrp.state == VrrpState::Master)
-                }) {
-                    new_master = Some((i, killed_at.elapsed()));
-                }
+            let states = rig.states();
+            if takeover.is_none()
+                && states
+                    .iter()
+                    .flatten()
+                    .any(|s| s.vrrp.state == VrrpState::Master)
+            {
+                takeover = Some(killed_at.elapsed());
             }
-            let Some((_, seen)) = new_master else {
+            let (Some(seen), Some(nm)) = (takeover, settled(&states, &rig.running())) else {
                 return Ok(None);
             };
             let samples = rig.probe()?.since(from);
-            Ok(stable_since(&samples, killed_at + seen).then_some(()))
+            Ok(stable_since(&samples, killed_at + seen).then_some((nm, seen)))
         },
     )?;
-    let (nm, seen) = new_master.ok_or_else(|| anyhow!("no new master"))?;
     let nm_name = rig.lbs[nm].name;
     res.new_master = Some((nm_name, seen));
     clock.say(format!(
@@ -836,18 +857,7 @@ fn run(rig: &mut Rig, args: &DemoArgs, clock: Clock, res: &mut Results) -> Resul
         rig,
         "the restarted node to take the VIP back",
         Duration::from_secs(15) + 10 * interval,
-        |rig| {
-            let states = rig.states();
-            let back = states[killed]
-                .as_ref()
-                .is_some_and(|s| s.vrrp.state == VrrpState::Master && s.vip.held);
-            let others_backup = states.iter().enumerate().all(|(i, s)| {
-                i == killed
-                    || s.as_ref()
-                        .is_some_and(|s| s.vrrp.state == VrrpState::Backup)
-            });
-            Ok((back && others_backup).then_some(()))
-        },
+        |rig| Ok((settled(&rig.states(), &rig.running()) == Some(killed)).then_some(())),
     )?;
     let preempted = restarted_at.elapsed();
     res.preempted = Some(preempted);
@@ -878,8 +888,11 @@ fn run(rig: &mut Rig, args: &DemoArgs, clock: Clock, res: &mut Results) -> Resul
         handback.failed,
         handback.total,
         match handback.longest_gap() {
-            Some(g) if handback.failed > 0 =>
-                format!(" (longest outage {}: {})", ms(g), handback.reasons()),
+            Some(g) if handback.failed > 0 => format!(
+                " (longest wait for a good answer {}: {})",
+                ms(g),
+                handback.reasons()
+            ),
             _ => String::new(),
         }
     ));
@@ -963,7 +976,7 @@ fn summary(clock: Clock, args: &DemoArgs, res: &Results) {
             res.handback.failed,
             res.handback.total,
             match res.handback.longest_gap() {
-                Some(g) if res.handback.failed > 0 => format!(", longest outage {}", ms(g)),
+                Some(g) if res.handback.failed > 0 => format!(", longest wait {}", ms(g)),
                 _ => String::new(),
             }
         ),
@@ -1182,6 +1195,65 @@ mod tests {
             master_down(Duration::from_secs(1), 128),
             Duration::from_millis(3500)
         );
+    }
+
+    fn node(state: VrrpState, priority: u8, healthy: bool) -> Option<StatusDoc> {
+        let mut d = crate::admin::tests::sample_doc();
+        d.vrrp.state = state;
+        d.vrrp.priority = priority;
+        d.vrrp.effective_priority = priority;
+        d.vip.held = state == VrrpState::Master;
+        for b in &mut d.backends {
+            b.healthy = healthy;
+        }
+        Some(d)
+    }
+
+    #[test]
+    fn settled_means_one_master_and_it_is_the_highest_running_priority() {
+        use VrrpState::{Backup, Initialize, Master};
+        let all = [true, true, true];
+        let good = [
+            node(Master, 150, true),
+            node(Backup, 120, true),
+            node(Backup, 100, true),
+        ];
+        assert_eq!(settled(&good, &all), Some(0));
+        // A lower node as master while a higher one is still starting, or about to preempt: not settled.
+        let early = [
+            node(Initialize, 150, true),
+            node(Master, 120, true),
+            node(Backup, 100, true),
+        ];
+        assert_eq!(settled(&early, &all), None);
+        let preempting = [
+            node(Backup, 150, true),
+            node(Master, 120, true),
+            node(Backup, 100, true),
+        ];
+        assert_eq!(settled(&preempting, &all), None);
+        // Two masters, an unhealthy backend, a silent node: not settled.
+        let two = [
+            node(Master, 150, true),
+            node(Master, 120, true),
+            node(Backup, 100, true),
+        ];
+        assert_eq!(settled(&two, &all), None);
+        let sick = [
+            node(Master, 150, true),
+            node(Backup, 120, false),
+            node(Backup, 100, true),
+        ];
+        assert_eq!(settled(&sick, &all), None);
+        assert_eq!(
+            settled(&[good[0].clone(), None, good[2].clone()], &all),
+            None
+        );
+        // The killed node does not count: the next priority is where it settles.
+        let after_kill = [None, node(Master, 120, true), node(Backup, 100, true)];
+        assert_eq!(settled(&after_kill, &[false, true, true]), Some(1));
+        let wrong = [None, node(Backup, 120, true), node(Master, 100, true)];
+        assert_eq!(settled(&wrong, &[false, true, true]), None);
     }
 
     #[test]
