@@ -535,11 +535,11 @@ fn master_down(interval: Duration, priority: u8) -> Duration {
 /// Where VRRP has settled among the nodes whose vipd runs (`states[i]` is `None` for a node without one):
 /// every running node answers and sees every apiserver healthy (so effective priorities are the configured
 /// ones), exactly one is master and holds the VIP, the others are backups without it, and the master is the
-/// highest-priority running node (with preemption on, VRRP does not rest anywhere else). A snapshot taken
+/// (or a) highest-priority running node (with preemption on, VRRP does not rest anywhere else). A snapshot taken
 /// earlier could catch a lower-priority node that was master only until a slower-starting higher one preempts.
 fn settled(states: &[Option<StatusDoc>], running: &[bool]) -> Option<usize> {
-    let mut master = None;
-    let mut best: Option<(u8, usize)> = None;
+    let mut master: Option<usize> = None;
+    let mut best: Option<u8> = None;
     for (i, (st, run)) in states.iter().zip(running).enumerate() {
         if !run {
             continue;
@@ -553,12 +553,12 @@ fn settled(states: &[Option<StatusDoc>], running: &[bool]) -> Option<usize> {
             VrrpState::Backup if !st.vip.held => {}
             _ => return None,
         }
-        if best.is_none_or(|(p, _)| st.vrrp.effective_priority > p) {
-            best = Some((st.vrrp.effective_priority, i));
-        }
+        best = best.max(Some(st.vrrp.effective_priority));
     }
     let master = master?;
-    (best.map(|(_, i)| i) == Some(master)).then_some(master)
+    // Equal priorities are broken by address, which the wire decides: any of the highest will do.
+    let prio = states[master].as_ref()?.vrrp.effective_priority;
+    (Some(prio) == best).then_some(master)
 }
 
 fn run(rig: &mut Rig, args: &DemoArgs, clock: Clock, res: &mut Results) -> Result<()> {
@@ -1254,6 +1254,8 @@ mod tests {
         assert_eq!(settled(&after_kill, &[false, true, true]), Some(1));
         let wrong = [None, node(Backup, 120, true), node(Master, 100, true)];
         assert_eq!(settled(&wrong, &[false, true, true]), None);
+        let tie = [None, node(Backup, 120, true), node(Master, 120, true)];
+        assert_eq!(settled(&tie, &[false, true, true]), Some(2));
     }
 
     #[test]
