@@ -43,6 +43,9 @@ pub enum Command {
     Manifest(ManifestArgs),
     /// Show the running daemon's VRRP state, VIP, proxy and backends (from its admin endpoint).
     Status(StatusArgs),
+    /// As root: a failover demo in network namespaces (3 vipd nodes, 3 fake apiservers, a client, a master
+    /// killed and restarted), everything removed afterwards.
+    Demo(crate::demo::DemoArgs),
 }
 
 #[derive(Debug, Args)]
@@ -110,6 +113,7 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => validate(&args, &mut out, &mut err),
         Command::Run(args) => run(&args, &mut err),
         Command::Manifest(args) => manifest(&args, &mut out, &mut err),
+        Command::Demo(args) => crate::demo::main(&args),
         Command::Status(args) => {
             let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()

@@ -6,6 +6,7 @@ pub mod caps;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod demo;
 pub mod localnet;
 pub mod logging;
 pub mod manifest;

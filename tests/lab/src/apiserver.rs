@@ -904,3 +904,156 @@ impl Drop for FakeProcess {
         let _ = self.child.wait();
     }
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// In-process server inside a network namespace
+// ---------------------------------------------------------------------------------------------------------
+
+/// Controls a running [`FakeApiserver`] from any thread (the server may run on another thread's runtime).
+#[derive(Debug, Clone)]
+pub struct FakeHandle {
+    shared: Arc<Shared>,
+}
+
+impl FakeHandle {
+    pub fn addr(&self) -> SocketAddr {
+        self.shared.addr
+    }
+
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Switches `/readyz` between 200 and 500.
+    pub fn set_ready(&self, ready: bool) {
+        self.shared.ready.store(ready, Ordering::SeqCst);
+    }
+
+    /// Stalls (accept but never answer) or resumes.
+    pub fn set_stall(&self, stall: bool) {
+        self.shared.stall.send_replace(stall);
+    }
+
+    pub fn stats(&self) -> FakeStats {
+        FakeStats {
+            connections: self.shared.connections.load(Ordering::SeqCst),
+            active: self.shared.active.load(Ordering::SeqCst),
+            requests: self.shared.requests.load(Ordering::SeqCst),
+        }
+    }
+}
+
+impl FakeApiserver {
+    /// A handle that outlives borrows of the server, for control from other threads.
+    pub fn handle(&self) -> FakeHandle {
+        FakeHandle {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// A [`FakeApiserver`] serving inside a network namespace, in this process.
+///
+/// Sockets belong to the namespace of the thread that creates them, and `setns` moves only the calling
+/// thread: so the server runs on a dedicated thread that entered the namespace, with its own current-thread
+/// runtime. Stopped (every connection closed) and the thread joined on [`NsApiserver::stop`] or drop.
+#[derive(Debug)]
+pub struct NsApiserver {
+    handle: FakeHandle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// How long a stopping server may take to close its connections before its thread gives up on them.
+const NS_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+impl NsApiserver {
+    /// Enters `/run/netns/{ns_name}` on a new thread and starts serving `cfg` there; returns once it listens.
+    pub fn start(ns_name: &str, cfg: FakeConfig) -> io::Result<Self> {
+        let path = format!("/run/netns/{ns_name}");
+        let file = std::fs::File::open(&path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{path}: {e}")))?;
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<io::Result<FakeHandle>>();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(format!("apiserver-{}", cfg.name))
+            .spawn(move || {
+                let started = (|| {
+                    nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+                        .map_err(|e| io::Error::other(format!("setns {path}: {e}")))?;
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                })();
+                let rt = match started {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let server = match FakeApiserver::start(cfg).await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.send(Ok(server.handle()));
+                    // Either a stop request or the owner gone (sender dropped) ends the server.
+                    let _ = stop_rx.await;
+                    let _ = tokio::time::timeout(NS_SHUTDOWN_GRACE, server.shutdown()).await;
+                });
+            })?;
+        match ready_rx.recv() {
+            Ok(Ok(handle)) => Ok(Self {
+                handle,
+                stop: Some(stop_tx),
+                thread: Some(thread),
+            }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => {
+                let _ = thread.join();
+                Err(io::Error::other(
+                    "fake apiserver thread ended before listening",
+                ))
+            }
+        }
+    }
+
+    pub fn handle(&self) -> &FakeHandle {
+        &self.handle
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.handle.addr()
+    }
+
+    pub fn name(&self) -> &str {
+        self.handle.name()
+    }
+
+    /// Stops serving, closes every connection, joins the thread.
+    pub fn stop(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for NsApiserver {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}

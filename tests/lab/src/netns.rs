@@ -780,6 +780,30 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
     v.try_into().ok()
 }
 
+/// Spawns a long-lived thread that enters the namespace `ns_name` and then runs `f` (for clients and servers
+/// that live as long as a lab phase; [`Netns::run_in`] is for one-shot work). The namespace file is opened
+/// before the thread starts, so a missing namespace is an error here, not in the thread.
+pub fn spawn_in_netns<F, R>(
+    ns_name: &str,
+    thread_name: &str,
+    f: F,
+) -> Result<std::thread::JoinHandle<Result<R>>>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    let path = format!("/run/netns/{ns_name}");
+    let file = fs::File::open(&path).with_context(|| format!("open {path}"))?;
+    std::thread::Builder::new()
+        .name(thread_name.to_string())
+        .spawn(move || -> Result<R> {
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+                .with_context(|| format!("setns {path}"))?;
+            Ok(f())
+        })
+        .context("spawning a thread")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
