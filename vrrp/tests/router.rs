@@ -249,6 +249,8 @@ fn tracking_priority_is_clamped_and_the_owner_is_untouched() {
 }
 
 #[test]
+/// A master hearing another (leaving, or of lower priority: a partition healing) re-asserts at once and
+/// re-announces the VIP, since hosts may have learnt the other master's MAC.
 fn master_answers_priority_zero_and_lower_priority_at_once() {
     let t0 = Instant::now();
     let mut r = master(100, t0);
@@ -257,15 +259,20 @@ fn master_answers_priority_zero_and_lower_priority_at_once() {
         r.handle(t1, advert(p));
         assert_eq!(
             drain(&mut r),
-            vec![Action::SendAdvert {
-                priority: Priority(100)
-            }]
+            vec![
+                Action::SendAdvert {
+                    priority: Priority(100)
+                },
+                Action::Announce { count: 5 },
+            ]
         );
         assert_eq!(r.poll_timeout(), Some(t1 + Duration::from_secs(1)));
     }
 }
 
 #[test]
+/// Stepping down, a master sends one last advertisement of its own priority, so that a winner which never
+/// heard it (its advertisement arrived first) learns there were two masters and re-announces the VIP.
 fn master_hearing_higher_priority_steps_down_and_removes_vips() {
     let t0 = Instant::now();
     let mut r = master(100, t0);
@@ -274,6 +281,9 @@ fn master_hearing_higher_priority_steps_down_and_removes_vips() {
     assert_eq!(
         drain(&mut r),
         vec![
+            Action::SendAdvert {
+                priority: Priority(100)
+            },
             Action::RemoveVips,
             changed(State::Master, State::Backup, R::HigherPriority),
         ]
