@@ -517,7 +517,8 @@ fn ms(d: Duration) -> u128 {
 // Scenarios
 // ---------------------------------------------------------------------------------------------------------
 
-/// Requests through the VIP reach the healthy apiservers, all three under leastconn, only through the master.
+/// Requests through the VIP reach the healthy apiservers, all three under leastconn, in strict turn under
+/// roundrobin, only through the master; a not-ready apiserver leaves the rotation without a failed request.
 #[test]
 fn requests_through_the_vip_spread_over_healthy_apiservers() {
     let e = E2e::new("e2ebal", 3, |s| s);
@@ -534,6 +535,32 @@ fn requests_through_the_vip_spread_over_healthy_apiservers() {
         [e.total_connections(1), e.total_connections(2)],
         backups_before,
         "a backup proxied client traffic"
+    );
+
+    // Roundrobin (reloaded live): sequential clients rotate over the three in turn.
+    let mut spec = e.specs[0].clone();
+    spec = spec.with_extra("proxy", "balance: roundrobin");
+    e.node(0).write_config(&spec).unwrap();
+    let cursor = e.node(0).proc.line_count();
+    e.node(0).signal(Signal::SIGHUP).unwrap();
+    assert!(
+        e.node(0)
+            .proc
+            .wait_line_from(cursor, Duration::from_secs(10), |l| l
+                .contains("new configuration applied"))
+            .is_some(),
+        "reload not applied:\n{}",
+        e.log(0)
+    );
+    let t_rr = Instant::now();
+    assert!(client.wait_successes_after(t_rr, 30, Duration::from_secs(20)));
+    let rr = client.between(t_rr, Instant::now());
+    let count = |n: &str| rr.iter().filter(|s| s.result.as_deref() == Ok(n)).count();
+    let counts = [count("api0"), count("api1"), count("api2")];
+    println!("roundrobin: {counts:?} over {} requests", rr.len());
+    assert!(
+        counts.iter().max().unwrap() - counts.iter().min().unwrap() <= 1,
+        "roundrobin uneven: {counts:?}"
     );
 
     // A not-ready apiserver leaves the rotation; the others keep serving without a failure.
@@ -597,7 +624,7 @@ fn kill9_master_fails_over_and_restart_clears_stale_vip() {
     );
     e.nodes[0] = Some(node);
     let took = e.wait_master(0, Duration::from_secs(10));
-    assert_eq!(e.node(1).wait_state("backup", SLACK).is_some(), true);
+    assert!(e.node(1).wait_state("backup", SLACK).is_some());
     assert!(!e.holds_vip(1) && !e.holds_vip(2));
     let t_after = Instant::now();
     assert!(client.wait_successes_after(t_after, 25, Duration::from_secs(10)));
