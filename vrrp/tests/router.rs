@@ -256,9 +256,12 @@ fn master_answers_priority_zero_and_lower_priority_at_once() {
     r.handle(t1, advert(0));
     assert_eq!(
         drain(&mut r),
-        vec![Action::SendAdvert {
-            priority: Priority(100)
-        }]
+        vec![
+            Action::SendAdvert {
+                priority: Priority(100)
+            },
+            Action::Announce { count: 5 },
+        ]
     );
     assert_eq!(r.poll_timeout(), Some(t1 + Duration::from_secs(1)));
 }
@@ -305,6 +308,8 @@ fn master_hearing_lower_priority_re_announces_now_and_one_interval_later() {
 }
 
 #[test]
+/// Stepping down, a master sends one last advertisement of its own priority, so that a winner which never
+/// heard it (its advertisement arrived first) learns there were two masters and re-announces the VIP.
 fn master_hearing_higher_priority_steps_down_and_removes_vips() {
     let t0 = Instant::now();
     let mut r = master(100, t0);
@@ -313,6 +318,9 @@ fn master_hearing_higher_priority_steps_down_and_removes_vips() {
     assert_eq!(
         drain(&mut r),
         vec![
+            Action::SendAdvert {
+                priority: Priority(100)
+            },
             Action::RemoveVips,
             changed(State::Master, State::Backup, R::HigherPriority),
         ]

@@ -730,6 +730,11 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
 async fn connect(addr: SocketAddr, opts: &ClientOpts) -> io::Result<Box<dyn Io>> {
     let tcp = TcpStream::connect(addr).await?;
+    wrap(tcp, addr, opts).await
+}
+
+/// TLS (when `opts.ca` is set) over an already connected socket, verifying `addr`'s IP or `opts.server_name`.
+async fn wrap(tcp: TcpStream, addr: SocketAddr, opts: &ClientOpts) -> io::Result<Box<dyn Io>> {
     let Some(ca) = &opts.ca else {
         return Ok(Box::new(tcp));
     };
@@ -762,6 +767,78 @@ fn request_for(addr: SocketAddr, path: &str) -> io::Result<Request<Empty<Bytes>>
 
 async fn get_inner(addr: SocketAddr, opts: &ClientOpts, path: &str) -> io::Result<(u16, String)> {
     let stream = connect(addr, opts).await?;
+    get_over(stream, addr, path).await
+}
+
+/// One GET over a socket the caller connected itself (so it can tell a failed connect, which a client may
+/// retry, from a failure after it, which it may not), bounded by `opts.timeout` (default 5 s).
+pub async fn get_on(
+    tcp: TcpStream,
+    addr: SocketAddr,
+    opts: &ClientOpts,
+    path: &str,
+) -> io::Result<(u16, String)> {
+    let fut = async {
+        let stream = wrap(tcp, addr, opts).await?;
+        get_over(stream, addr, path).await
+    };
+    match tokio::time::timeout(opts.timeout.unwrap_or(Duration::from_secs(5)), fut).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "timeout")),
+    }
+}
+
+/// Follows a streaming response (such as `/watch`) line by line, calling `on_line` for each, until `on_line`
+/// returns false (then leaves and returns Ok), the stream ends or fails, or no byte came for `opts.timeout`
+/// (default 5 s): those are errors saying which.
+pub async fn follow_lines(
+    addr: SocketAddr,
+    opts: &ClientOpts,
+    path: &str,
+    mut on_line: impl FnMut(&str) -> bool,
+) -> io::Result<()> {
+    let timeout = opts.timeout.unwrap_or(Duration::from_secs(5));
+    let stream = tokio::time::timeout(timeout, connect(addr, opts))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timeout"))??;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(io::Error::other)?;
+    let conn = tokio::spawn(conn);
+    let result = async {
+        let resp = tokio::time::timeout(timeout, sender.send_request(request_for(addr, path)?))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "response timeout"))?
+            .map_err(io::Error::other)?;
+        if resp.status() != StatusCode::OK {
+            return Err(io::Error::other(format!("status {}", resp.status())));
+        }
+        let mut body = resp.into_body();
+        let mut buf = Vec::new();
+        loop {
+            let frame = tokio::time::timeout(timeout, body.frame())
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "stream stalled"))?;
+            let Some(frame) = frame else {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "stream ended"));
+            };
+            if let Ok(data) = frame.map_err(io::Error::other)?.into_data() {
+                buf.extend_from_slice(&data);
+            }
+            while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=pos).collect();
+                if !on_line(&String::from_utf8_lossy(&line[..line.len() - 1])) {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    .await;
+    conn.abort();
+    result
+}
+
+async fn get_over(stream: Box<dyn Io>, addr: SocketAddr, path: &str) -> io::Result<(u16, String)> {
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(io::Error::other)?;
@@ -827,9 +904,28 @@ impl FakeProcess {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
+        let mut cmd = std::process::Command::new(fake_apiserver_bin());
+        cmd.args(args);
+        Self::spawn_command(cmd)
+    }
+
+    /// Spawns the binary inside the network namespace `ns_name` (through `ip netns exec`, which execs in
+    /// place: the PID is the server's own, so SIGSTOP and SIGKILL reach it).
+    pub fn spawn_in<I, S>(ns_name: &str, args: I) -> io::Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut cmd = std::process::Command::new("ip");
+        cmd.args(["netns", "exec", ns_name])
+            .arg(fake_apiserver_bin())
+            .args(args);
+        Self::spawn_command(cmd)
+    }
+
+    fn spawn_command(mut cmd: std::process::Command) -> io::Result<Self> {
         use std::io::BufRead;
-        let mut child = std::process::Command::new(fake_apiserver_bin())
-            .args(args)
+        let mut child = cmd
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .spawn()?;

@@ -7,7 +7,9 @@
 //!
 //! Beyond the RFC text:
 //! - RFC 9568: a master that hears a lower priority (or an equal one from a lower address) advertises at once,
-//!   which ends a dual-master period after a partition within one delivery.
+//!   which ends a dual-master period after a partition within one delivery. Beyond RFC 9568, it also sends
+//!   gratuitous ARP / NA (hosts may have learnt the other master's MAC), and a master that steps down to a
+//!   higher priority sends one last advertisement so that the winner hears there was a second master.
 //! - Preempt delay (Keepalived's `preempt_delay`): a backup that could preempt a lower-priority master keeps
 //!   accepting its advertisements for `preempt_delay` after first hearing it, then takes over.
 //! - Fault: link down or a `fault` tracking policy; a master leaving for a fault sends priority 0 so a backup
@@ -473,12 +475,18 @@ impl Router {
         if adv.priority == Priority::LEAVING || theirs < ours {
             // 6.4.3 for priority 0; RFC 9568 for a lower one: re-assert at once.
             self.send_advert(now);
-            if adv.priority != Priority::LEAVING {
-                self.reassert_vips(now);
-            }
+            // Only a master sends either, so a second master was on this LAN (a partition healing, or it is
+            // leaving): hosts that learnt its MAC for the VIP must be told otherwise.
+            self.reassert_vips(now);
             return;
         }
         self.clear_timers();
+        // One last advertisement of our own: the winner may never have heard us (its advertisement reached
+        // us first), and hearing a lower priority is what makes it re-announce the VIP to the hosts that
+        // learnt our MAC while we were master too.
+        self.actions.push_back(Action::SendAdvert {
+            priority: self.priority,
+        });
         self.actions.push_back(Action::RemoveVips);
         self.transition(State::Backup, TransitionReason::HigherPriority);
         self.master_address = Some(src);
