@@ -1,6 +1,8 @@
 //! Process-wide logging: tracing-subscriber writing text or JSON lines to stderr (journald and container
 //! runtimes collect stderr), filtered by `--log-level` or else `RUST_LOG`, default `info`.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// How log lines are written.
@@ -24,8 +26,11 @@ pub fn init(format: LogFormat, level: Option<&str>) -> anyhow::Result<()> {
             _ => EnvFilter::new("info"),
         },
     };
+    // Colours only for a person at a terminal: journald and log shippers would store the escape codes, and
+    // `grep 'to=Master'` would no longer match.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let result = match format {
         LogFormat::Text => builder.try_init(),

@@ -38,6 +38,19 @@ fn three_nodes_elect_highest_fail_over_on_link_cut_and_preempt_back() {
     );
     assert_sole_holder(&nodes, VIP4, "n2", SLACK, STEADY);
     assert_eq!(state(&p1).as_deref(), Some("backup"));
+    // Logs are plain text when stderr is not a terminal (journald, log shippers): greppable as written.
+    assert!(
+        p2.wait_line(SLACK, |l| l
+            .contains("VRRP state change vrid=51 from=Backup to=Master reason="))
+            .is_some(),
+        "no plain state-change log line: {:?}",
+        p2.lines()
+    );
+    assert!(
+        p2.lines().iter().all(|l| !l.contains('\x1b')),
+        "escape codes in logs: {:?}",
+        p2.lines()
+    );
     assert!(client.ns.succeeds(["ping", "-c1", "-W2", "192.0.2.100"]));
     assert_eq!(client.ns.neigh_mac(VIP4).as_deref(), Some(n2.mac.as_str()));
 
