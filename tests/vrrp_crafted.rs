@@ -1,14 +1,15 @@
-//! Crafted packets from another namespace: each would take mastership if accepted (priority 255), so "nothing
-//! changed" is a real check; each must be dropped and counted under its own reason.
-mod common;
+//! Crafted packets sent at `vipd run` nodes from another namespace: each would take mastership if accepted
+//! (priority 255), so "nothing changed" is a real check; each must be dropped and counted under its own reason
+//! in `vipd_vrrp_packets_dropped_total`.
+mod vrrp_common;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
-use common::*;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use vipd_lab::netns::Node;
 use vrrp::proto::{Advertisement, Centis, ChecksumMode, Priority, Vrid};
+use vrrp_common::*;
 
 const VIP: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 100));
 const GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
@@ -70,11 +71,11 @@ fn crafted_multicast_packets_change_nothing_and_are_counted() {
     let p0 = start_node(n0, &NodeSpec::new(60, 100, VIP));
     let p1 = start_node(n1, &NodeSpec::new(60, 200, VIP));
     assert!(
-        wait_state(&p1, "Master", Duration::from_secs(8)),
+        wait_state(&p1, "master", Duration::from_secs(8)),
         "{:?}",
         p1.lines()
     );
-    assert!(wait_state(&p0, "Backup", Duration::from_secs(8)));
+    assert!(wait_state(&p0, "backup", Duration::from_secs(8)));
     let before0 = stats(&p0);
     let before1 = stats(&p1);
 
@@ -98,7 +99,7 @@ fn crafted_multicast_packets_change_nothing_and_are_counted() {
     send_raw(evil, packets);
     std::thread::sleep(Duration::from_millis(500));
 
-    for (p, before, want) in [(&p0, &before0, "Backup"), (&p1, &before1, "Master")] {
+    for (p, before, want) in [(&p0, &before0, "backup"), (&p1, &before1, "master")] {
         let after = stats(p);
         for k in [
             "drop_hop_limit",
@@ -131,11 +132,11 @@ fn unicast_mode_ignores_a_spoofed_peer() {
     let p0 = start_node(n0, &s0);
     let p1 = start_node(n1, &s1);
     assert!(
-        wait_state(&p1, "Master", Duration::from_secs(8)),
+        wait_state(&p1, "master", Duration::from_secs(8)),
         "{:?}",
         p1.lines()
     );
-    assert!(wait_state(&p0, "Backup", Duration::from_secs(8)));
+    assert!(wait_state(&p0, "backup", Duration::from_secs(8)));
     assert!(
         stats(&p0)["adverts_received"] > 0,
         "unicast adverts not received"
@@ -151,7 +152,7 @@ fn unicast_mode_ignores_a_spoofed_peer() {
         .collect();
     send_raw(evil, packets);
     std::thread::sleep(Duration::from_millis(500));
-    for (p, before, want) in [(&p0, &before0, "Backup"), (&p1, &before1, "Master")] {
+    for (p, before, want) in [(&p0, &before0, "backup"), (&p1, &before1, "master")] {
         let after = stats(p);
         assert!(after["drop_unknown_peer"] >= before["drop_unknown_peer"] + 3);
         assert_eq!(after["transitions"], before["transitions"]);
@@ -172,11 +173,11 @@ fn ipv6_hop_limit_254_is_dropped() {
     let p0 = start_node(n0, &NodeSpec::new(62, 100, vip6));
     let p1 = start_node(n1, &NodeSpec::new(62, 200, vip6));
     assert!(
-        wait_state(&p1, "Master", Duration::from_secs(8)),
+        wait_state(&p1, "master", Duration::from_secs(8)),
         "{:?}",
         p1.lines()
     );
-    assert!(wait_state(&p0, "Backup", Duration::from_secs(8)));
+    assert!(wait_state(&p0, "backup", Duration::from_secs(8)));
     let before = [stats(&p0), stats(&p1)];
 
     let src = evil.link_local().unwrap();
@@ -208,7 +209,7 @@ fn ipv6_hop_limit_254_is_dropped() {
         })
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    for (p, before, want) in [(&p0, &before[0], "Backup"), (&p1, &before[1], "Master")] {
+    for (p, before, want) in [(&p0, &before[0], "backup"), (&p1, &before[1], "master")] {
         let after = stats(p);
         assert!(after["drop_hop_limit"] >= before["drop_hop_limit"] + 3);
         assert_eq!(after["transitions"], before["transitions"]);

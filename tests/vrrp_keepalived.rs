@@ -1,13 +1,13 @@
 //! Interoperability with the distribution's Keepalived 2.2 in the same VRID: vipd master / Keepalived backup
 //! and the reverse, failover both ways, multicast and unicast, IPv4 and IPv6; never two masters in steady state.
 //! Keepalived's default IPv4 checksum includes the pseudo-header, which is also vipd's default.
-mod common;
+mod vrrp_common;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use common::*;
 use nix::sys::signal::Signal;
+use vrrp_common::*;
 
 const VIP4: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 100));
 const VIP6: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100));
@@ -45,7 +45,7 @@ fn interop(tag: &str, vrid: u8, vip: IpAddr, unicast: bool) {
     let mut ka = keepalived(n1, &ka_spec);
     let mut p = start_node(n0, &vipd_spec);
     assert!(
-        wait_state(&p, "Master", SLACK),
+        wait_state(&p, "master", SLACK),
         "vipd not master: {:?}",
         p.lines()
     );
@@ -63,7 +63,7 @@ fn interop(tag: &str, vrid: u8, vip: IpAddr, unicast: bool) {
     // vipd back with the higher priority: preempts Keepalived.
     let mut p = start_node(n0, &vipd_spec);
     assert!(
-        wait_state(&p, "Master", SLACK),
+        wait_state(&p, "master", SLACK),
         "vipd did not preempt: {:?}",
         p.lines()
     );
@@ -77,13 +77,13 @@ fn interop(tag: &str, vrid: u8, vip: IpAddr, unicast: bool) {
     low.priority = 50;
     assert_sole_holder(&nodes, vip, "n1", SLACK, STEADY);
     let p = start_node(n0, &low);
-    assert!(wait_state(&p, "Backup", SLACK), "{:?}", p.lines());
+    assert!(wait_state(&p, "backup", SLACK), "{:?}", p.lines());
     assert_sole_holder(&nodes, vip, "n1", SLACK, STEADY);
     assert!(
         stats(&p)["adverts_received"] > 0,
         "no Keepalived advertisement accepted"
     );
-    assert_eq!(state(&p).as_deref(), Some("Backup"));
+    assert_eq!(state(&p).as_deref(), Some("backup"));
 
     if std::env::var_os("SHOW_KA").is_some() {
         eprintln!("{}", ka.proc.lines().join("\n"));
@@ -104,7 +104,7 @@ fn interop(tag: &str, vrid: u8, vip: IpAddr, unicast: bool) {
     // Keepalived leaves: vipd takes over.
     ka.stop();
     assert!(
-        wait_state(&p, "Master", SLACK),
+        wait_state(&p, "master", SLACK),
         "vipd did not take over: {:?}",
         p.lines()
     );

@@ -1,13 +1,14 @@
-//! VRRP nodes as real processes in network namespaces: election, failover on link loss, preemption, graceful
-//! leave with priority 0, restart after a crash, IPv6 takeover. 100 ms adverts unless said otherwise.
-mod common;
+//! `vipd run` nodes in network namespaces: election, failover on link loss, preemption, graceful
+//! leave with priority 0, restart after a crash, IPv6 takeover, backend
+//! tracking. 100 ms adverts unless said otherwise.
+mod vrrp_common;
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use common::*;
 use nix::sys::signal::Signal;
 use vipd_lab::netns::{decode_frame, parse_mac, wait_for, Decoded};
+use vrrp_common::*;
 
 const VIP4: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 100));
 const VIP6: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100));
@@ -31,12 +32,25 @@ fn three_nodes_elect_highest_fail_over_on_link_cut_and_preempt_back() {
     let p2 = start_node(n2, &NodeSpec::new(51, 200, VIP4));
 
     assert!(
-        wait_state(&p2, "Master", START),
+        wait_state(&p2, "master", START),
         "n2 not master: {:?}",
         p2.lines()
     );
     assert_sole_holder(&nodes, VIP4, "n2", SLACK, STEADY);
-    assert_eq!(state(&p1).as_deref(), Some("Backup"));
+    assert_eq!(state(&p1).as_deref(), Some("backup"));
+    // Logs are plain text when stderr is not a terminal (journald, log shippers): greppable as written.
+    assert!(
+        p2.wait_line(SLACK, |l| l
+            .contains("VRRP state change vrid=51 from=Backup to=Master reason="))
+            .is_some(),
+        "no plain state-change log line: {:?}",
+        p2.lines()
+    );
+    assert!(
+        p2.lines().iter().all(|l| !l.contains('\x1b')),
+        "escape codes in logs: {:?}",
+        p2.lines()
+    );
     assert!(client.ns.succeeds(["ping", "-c1", "-W2", "192.0.2.100"]));
     assert_eq!(client.ns.neigh_mac(VIP4).as_deref(), Some(n2.mac.as_str()));
 
@@ -44,12 +58,12 @@ fn three_nodes_elect_highest_fail_over_on_link_cut_and_preempt_back() {
     let cap = client.ns.capture("eth0", "arp").unwrap();
     lab.link_down("n2").unwrap();
     assert!(
-        wait_state(&p1, "Master", SLACK),
+        wait_state(&p1, "master", SLACK),
         "n1 not master: {:?}",
         p1.lines()
     );
     assert!(
-        wait_state(&p2, "Fault", SLACK),
+        wait_state(&p2, "fault", SLACK),
         "n2 not in fault: {:?}",
         p2.lines()
     );
@@ -89,11 +103,11 @@ fn three_nodes_elect_highest_fail_over_on_link_cut_and_preempt_back() {
     // Cable back: n2 preempts.
     lab.link_up("n2").unwrap();
     assert!(
-        wait_state(&p2, "Master", SLACK),
+        wait_state(&p2, "master", SLACK),
         "n2 did not preempt: {:?}",
         p2.lines()
     );
-    assert!(wait_state(&p1, "Backup", SLACK));
+    assert!(wait_state(&p1, "backup", SLACK));
     assert_sole_holder(&nodes, VIP4, "n2", SLACK, STEADY);
     let back = wait_for(SLACK, || {
         (client.ns.neigh_mac(VIP4).as_deref() == Some(n2.mac.as_str())).then_some(())
@@ -117,7 +131,7 @@ fn sigterm_sends_priority_zero_and_backup_takes_over_after_skew_time() {
     let p0 = start_node(n0, &s0);
     let mut p1 = start_node(n1, &s1);
     assert!(
-        wait_state(&p1, "Master", Duration::from_secs(10)),
+        wait_state(&p1, "master", Duration::from_secs(10)),
         "{:?}",
         p1.lines()
     );
@@ -132,7 +146,7 @@ fn sigterm_sends_priority_zero_and_backup_takes_over_after_skew_time() {
         !n1.ns.has_addr(&n1.ifname, VIP4),
         "VIP left on a node that shut down"
     );
-    assert!(wait_state(&p0, "Master", SLACK), "{:?}", p0.lines());
+    assert!(wait_state(&p0, "master", SLACK), "{:?}", p0.lines());
     std::thread::sleep(Duration::from_millis(300));
     let frames = cap.stop().unwrap();
     let vrrp: Vec<_> = frames
@@ -179,7 +193,7 @@ fn kill9_leaves_a_stale_vip_that_the_restarted_node_removes() {
     let mut s1 = NodeSpec::new(53, 200, VIP4);
     s1.preempt = false;
     let mut p1 = start_node(n1, &s1);
-    assert!(wait_state(&p1, "Master", START), "{:?}", p1.lines());
+    assert!(wait_state(&p1, "master", START), "{:?}", p1.lines());
     assert_sole_holder(&nodes, VIP4, "n1", SLACK, STEADY);
 
     p1.kill9();
@@ -187,7 +201,7 @@ fn kill9_leaves_a_stale_vip_that_the_restarted_node_removes() {
         n1.ns.has_addr(&n1.ifname, VIP4),
         "kill -9 should leave the VIP behind"
     );
-    assert!(wait_state(&p0, "Master", SLACK), "{:?}", p0.lines());
+    assert!(wait_state(&p0, "master", SLACK), "{:?}", p0.lines());
 
     let p1 = start_node(n1, &s1);
     assert!(
@@ -195,9 +209,9 @@ fn kill9_leaves_a_stale_vip_that_the_restarted_node_removes() {
         "no stale-VIP removal logged: {:?}",
         p1.lines()
     );
-    assert!(wait_state(&p1, "Backup", SLACK), "{:?}", p1.lines());
+    assert!(wait_state(&p1, "backup", SLACK), "{:?}", p1.lines());
     assert_sole_holder(&nodes, VIP4, "n0", SLACK, STEADY);
-    assert_eq!(state(&p0).as_deref(), Some("Master"));
+    assert_eq!(state(&p0).as_deref(), Some("master"));
 }
 
 #[test]
@@ -205,7 +219,7 @@ fn vip_removed_by_someone_else_is_restored() {
     let lab = lab("rest", 1);
     let n0 = lab.node("n0");
     let p0 = start_node(n0, &NodeSpec::new(54, 100, VIP4));
-    assert!(wait_state(&p0, "Master", START), "{:?}", p0.lines());
+    assert!(wait_state(&p0, "master", START), "{:?}", p0.lines());
     assert!(wait_for(SLACK, || n0.ns.has_addr(&n0.ifname, VIP4).then_some(())).is_some());
     n0.ns
         .run(["ip", "addr", "del", "192.0.2.100/32", "dev", &n0.ifname])
@@ -224,7 +238,7 @@ fn ipv6_takeover_with_unsolicited_na() {
     let nodes = [n0, n1];
     let _p0 = start_node(n0, &NodeSpec::new(55, 100, VIP6));
     let p1 = start_node(n1, &NodeSpec::new(55, 200, VIP6));
-    assert!(wait_state(&p1, "Master", START), "{:?}", p1.lines());
+    assert!(wait_state(&p1, "master", START), "{:?}", p1.lines());
     assert_sole_holder(&nodes, VIP6, "n1", SLACK, STEADY);
     assert!(client
         .ns
@@ -233,7 +247,7 @@ fn ipv6_takeover_with_unsolicited_na() {
 
     let cap = client.ns.capture("eth0", "icmp6 or ip6 proto 112").unwrap();
     lab.link_down("n1").unwrap();
-    assert!(wait_state(&_p0, "Master", SLACK), "{:?}", _p0.lines());
+    assert!(wait_state(&_p0, "master", SLACK), "{:?}", _p0.lines());
     assert_sole_holder(&nodes, VIP6, "n0", SLACK, STEADY);
     let n0_mac = parse_mac(&n0.mac).unwrap();
     let na = wait_for(SLACK, || {
@@ -283,40 +297,48 @@ fn message_only_and_pseudo_header_checksums_interoperate() {
     let mut s1 = NodeSpec::new(56, 200, VIP4);
     s1.checksum = "message";
     let mut p1 = start_node(n1, &s1);
-    assert!(wait_state(&p1, "Master", START), "{:?}", p1.lines());
+    assert!(wait_state(&p1, "master", START), "{:?}", p1.lines());
     assert_sole_holder(&nodes, VIP4, "n1", SLACK, STEADY);
     let st = stats(&p0);
     assert!(st["adverts_received"] > 0);
     assert_eq!(st["drop_checksum"], 0);
     p1.stop(Signal::SIGTERM, Duration::from_secs(10));
-    assert!(wait_state(&p0, "Master", SLACK));
+    assert!(wait_state(&p0, "master", SLACK));
     let mut s1 = s1.clone();
     s1.priority = 50;
     let p1 = start_node(n1, &s1);
-    assert!(wait_state(&p1, "Backup", SLACK));
+    assert!(wait_state(&p1, "backup", SLACK));
     assert_sole_holder(&nodes, VIP4, "n0", SLACK, STEADY);
     let st = stats(&p1);
     assert!(st["adverts_received"] > 0);
     assert_eq!(st["drop_checksum"], 0);
 }
 
-/// A tracking fault (`Instance::set_track_fault`) hands the VIP to the backup; clearing it takes it back.
+/// `trackWeight: fault`: losing the only backend hands the VIP to the backup; its return takes it back.
 #[test]
 fn track_fault_moves_the_vip_and_recovery_preempts_back() {
     let lab = lab("trk", 2);
     let (n0, n1) = (lab.node("n0"), lab.node("n1"));
     let nodes = [n0, n1];
+    let backend_addr: SocketAddr = "127.0.0.1:6443".parse().unwrap();
+    let mut backend = TcpBackend::new(n1, backend_addr);
     let p0 = start_node(n0, &NodeSpec::new(57, 100, VIP4));
-    let p1 = start_node(n1, &NodeSpec::new(57, 200, VIP4));
-    assert!(wait_state(&p1, "Master", START), "{:?}", p1.lines());
+    let mut s1 = NodeSpec::new(57, 200, VIP4);
+    s1.fault_backend = Some(backend_addr);
+    let p1 = start_node(n1, &s1);
+    assert!(wait_state(&p1, "master", START), "{:?}", p1.lines());
     assert_sole_holder(&nodes, VIP4, "n1", SLACK, STEADY);
-    p1.signal(Signal::SIGUSR2).unwrap();
-    assert!(p1.wait_line(SLACK, |l| l == "track_fault true").is_some());
-    assert!(wait_state(&p0, "Master", SLACK), "{:?}", p0.lines());
+    backend.stop();
+    assert!(
+        wait_state(&p1, "fault", SLACK),
+        "no tracking fault: {:?}",
+        p1.lines()
+    );
+    assert!(wait_state(&p0, "master", SLACK), "{:?}", p0.lines());
     assert_sole_holder(&nodes, VIP4, "n0", SLACK, STEADY);
-    assert_ne!(state(&p1).as_deref(), Some("Master"));
-    p1.signal(Signal::SIGUSR2).unwrap();
-    assert!(p1.wait_line(SLACK, |l| l == "track_fault false").is_some());
-    assert!(wait_state(&p1, "Master", SLACK), "{:?}", p1.lines());
+    assert_ne!(state(&p1).as_deref(), Some("master"));
+    backend.start();
+    assert!(wait_state(&p1, "master", SLACK), "{:?}", p1.lines());
+    assert!(wait_state(&p0, "backup", SLACK), "{:?}", p0.lines());
     assert_sole_holder(&nodes, VIP4, "n1", SLACK, STEADY);
 }
