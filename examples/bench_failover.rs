@@ -949,6 +949,8 @@ fn main() -> Result<()> {
                         ms(kw),
                         if vm <= km && vp <= kp {
                             "goal met (median and p95 no longer)"
+                        } else if vm <= km + PROBE_EVERY && vp <= kp + PROBE_EVERY {
+                            "goal not met, but the difference is within the probe's resolution"
                         } else {
                             "goal NOT met"
                         }
