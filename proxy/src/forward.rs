@@ -236,11 +236,18 @@ async fn splice_dir(d: Dir<'_>) -> io::Result<Spliced> {
 }
 
 async fn copy_dir(d: Dir<'_>, may_splice: bool) -> io::Result<Copied> {
-    let mut buf = vec![0u8; COPY_BUF];
+    // The buffer exists only while bytes are moving: apiserver watches sit idle for hours, and a buffer per
+    // direction held by every idle session (32 KiB) would dominate the proxy's memory, as HAProxy knows (it
+    // allocates buffers on demand too).
+    let mut buf: Vec<u8> = Vec::new();
     let (mut start, mut end) = (0usize, 0usize);
     let mut eof = false;
     let mut bulk = false;
     loop {
+        if buf.is_empty() {
+            d.src.readable().await?;
+            buf = vec![0u8; COPY_BUF];
+        }
         let mut read_blocked = false;
         let mut write_blocked = false;
         if !eof && end < buf.len() {
@@ -295,6 +302,7 @@ async fn copy_dir(d: Dir<'_>, may_splice: bool) -> io::Result<Copied> {
         if write_blocked {
             d.dst.writable().await?;
         } else if read_blocked && start == end {
+            buf = Vec::new();
             d.src.readable().await?;
         }
     }
