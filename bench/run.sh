@@ -17,6 +17,7 @@ LOAD_SECS=${LOAD_SECS:-10}
 LIMIT=${LIMIT:-1800}
 OUT=${OUT:-bench/RESULTS-failover.md}
 START=$(date +%s)
+REV=$(git describe --always --dirty)
 
 cargo build --release -q -p vipd -p vipd-lab --bins
 cargo build --release -q -p vipd --example bench_failover
@@ -67,7 +68,7 @@ END=$(date +%s)
     echo
     echo "- $(nproc) CPUs: $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo); $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM"
     echo "- kernel $(uname -r); RLIMIT_NOFILE hard limit $(ulimit -Hn)"
-    echo "- vipd $(git describe --always --dirty) (release build), $(rustc -V)"
+    echo "- vipd $REV (release build), $(rustc -V)"
     echo "- $(keepalived -v 2>&1 | head -1)"
     echo "- $(haproxy -v | head -1)"
     echo "- wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}')"
