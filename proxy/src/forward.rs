@@ -245,13 +245,19 @@ async fn splice_dir(d: Dir<'_>) -> io::Result<Spliced> {
 }
 
 async fn copy_dir(d: Dir<'_>, may_splice: bool) -> io::Result<Copied> {
-    // Small first: most sessions move a few hundred bytes, and zeroing 16 KiB twice per connection showed up in
-    // profiles. A read that fills the buffer grows it.
-    let mut buf = vec![0u8; COPY_BUF_INITIAL];
+    // The buffer exists only while bytes are moving: apiserver watches sit idle for hours, and a buffer per
+    // direction held by every idle session would dominate the proxy's memory (HAProxy allocates on demand
+    // too). It starts small, since most exchanges are a few hundred bytes and zeroing 16 KiB twice per
+    // connection showed up in profiles; a read that fills it grows it.
+    let mut buf: Vec<u8> = Vec::new();
     let (mut start, mut end) = (0usize, 0usize);
     let mut eof = false;
     let mut bulk = false;
     loop {
+        if buf.is_empty() {
+            d.src.readable().await?;
+            buf = vec![0u8; COPY_BUF_INITIAL];
+        }
         let mut read_blocked = false;
         let mut write_blocked = false;
         if !eof && end < buf.len() {
@@ -309,7 +315,8 @@ async fn copy_dir(d: Dir<'_>, may_splice: bool) -> io::Result<Copied> {
         if write_blocked {
             d.dst.writable().await?;
         } else if read_blocked && start == end {
-            d.src.readable().await?;
+            // Idle: the buffer goes until bytes come again (the top of the loop waits for them).
+            buf = Vec::new();
         }
     }
 }
