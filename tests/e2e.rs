@@ -691,18 +691,18 @@ fn master_link_cut_and_restored() {
     assert!(client.failures(settled, Instant::now()).is_empty());
 }
 
-/// SIGTERM on the master: priority 0 hands the VIP over; a client that retries a failed connect (5 times, 50 ms
-/// apart, each attempt bounded at 4 s so the kernel's SYN retransmission at 1 s happens inside it) never fails
-/// to get a connection. A request caught in flight through lb0 at the instant the VIP moves can still break
-/// (at most one, the client being sequential): vipd hands the VIP over before its proxy drains, and a drain
-/// cannot help sessions whose client packets now reach another node.
+/// SIGTERM on the master: priority 0 hands the VIP over, and a client that behaves as client-go does (a failed
+/// connect retried, 5 times 50 ms apart, each attempt bounded at 4 s so the kernel's SYN retransmission at 1 s
+/// happens inside it; a GET whose connection broke retried once) sees no request fail. The one retry is needed
+/// by a request caught in flight through lb0 at the instant the VIP moves: its client packets now reach lb1,
+/// which resets it, and no drain on lb0 can help that.
 #[test]
 fn sigterm_master_no_client_request_fails() {
     let mut e = E2e::new("e2eterm", 3, |s| s.with_extra("proxy", "drainTimeout: 5s"));
     let client = e.client(Policy {
         attempt_timeout: Duration::from_secs(4),
         connect_retries: 5,
-        retries: 0,
+        retries: 1,
     });
     let t0 = Instant::now();
     assert!(client.wait_successes_after(t0, 10, Duration::from_secs(10)));
@@ -760,23 +760,20 @@ fn sigterm_master_no_client_request_fails() {
         describe(&connect_fails)
     );
     // A request already connected through lb0 when the VIP moves loses its TCP peer (the client's packets now
-    // reach lb1, which has no such connection): that is the only failure allowed, at most one (the client is
-    // sequential), and it must have started before lb1 was seen as master. See the report: vipd's SIGTERM
-    // hands the VIP over without waiting for in-flight requests.
-    let t_master = t_term + took;
+    // reach lb1, which has no such connection); its one retry goes to lb1. Nothing else may fail.
     assert!(
-        fails.len() <= 1 && fails.iter().all(|s| s.start < t_master),
+        fails.is_empty(),
         "failed requests (start after SIGTERM, duration): {:?}\nlb0 log:\n{}\nlb1 log:\n{}",
         describe(&fails),
         e.nodes[0].as_ref().unwrap().proc.lines().join("\n"),
         e.log(1)
     );
-    if !fails.is_empty() {
-        println!(
-            "SIGTERM: a request in flight at the handover broke: {:?}",
-            describe(&fails)
-        );
-    }
+    let broken_in_flight = client
+        .between(t_term, t_end)
+        .iter()
+        .filter(|s| s.attempts > 1 && s.result.is_ok())
+        .count();
+    println!("SIGTERM: {broken_in_flight} requests succeeded on a retry");
     assert!(gap < MASTER_DOWN + SLACK, "gap {gap:?}");
 }
 
