@@ -127,13 +127,9 @@ impl Netns {
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
-        let path = format!("/run/netns/{}", self.name);
-        let h = std::thread::spawn(move || -> Result<R> {
-            let file = fs::File::open(&path).with_context(|| format!("open {path}"))?;
-            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).context("setns")?;
-            Ok(f())
-        });
-        h.join().map_err(|_| anyhow!("thread in netns panicked"))?
+        spawn_in_netns(&self.name, "netns", f)?
+            .join()
+            .map_err(|_| anyhow!("thread in netns {} panicked", self.name))?
     }
 
     /// `ip -j addr show dev <ifname>`: the interface's addresses.

@@ -263,20 +263,15 @@ pub fn metric_value(text: &str, prefix: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// Runs `f` on a thread inside the named namespace (see [`Netns::run_in`]).
+/// Runs `f` on a thread inside the named namespace and waits for it (see [`Netns::run_in`]).
 pub fn in_netns<F, R>(ns_name: &str, f: F) -> Result<R>
 where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
-    let path = format!("/run/netns/{ns_name}");
-    std::thread::spawn(move || -> Result<R> {
-        let file = std::fs::File::open(&path).with_context(|| format!("open {path}"))?;
-        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).context("setns")?;
-        Ok(f())
-    })
-    .join()
-    .map_err(|_| anyhow!("thread in netns {ns_name} panicked"))?
+    crate::netns::spawn_in_netns(ns_name, "netns", f)?
+        .join()
+        .map_err(|_| anyhow!("thread in netns {ns_name} panicked"))?
 }
 
 /// A minimal HTTP/1.1 GET over plain TCP (the admin endpoint): (status code, body).
