@@ -678,50 +678,20 @@ pub async fn get(addr: SocketAddr, opts: &ClientOpts, path: &str) -> io::Result<
 
 /// Reads the first `lines` lines of a streaming response (such as `/watch`), then leaves (closes the
 /// connection). Returns the status and the lines; an error if the stream ends or stalls for `opts.timeout`
-/// (default 5 s) before that many lines arrived.
+/// (default 5 s) before that many lines (at least one) arrived.
 pub async fn watch_lines(
     addr: SocketAddr,
     opts: &ClientOpts,
     path: &str,
     lines: usize,
 ) -> io::Result<(u16, Vec<String>)> {
-    let timeout = opts.timeout.unwrap_or(Duration::from_secs(5));
-    let stream = tokio::time::timeout(timeout, connect(addr, opts))
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "timeout"))??;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(io::Error::other)?;
-    let conn = tokio::spawn(conn);
-    let result = async {
-        let resp = tokio::time::timeout(timeout, sender.send_request(request_for(addr, path)?))
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "timeout"))?
-            .map_err(io::Error::other)?;
-        let status = resp.status().as_u16();
-        let mut body = resp.into_body();
-        let mut buf = Vec::new();
-        let mut out = Vec::new();
-        while out.len() < lines {
-            let frame = tokio::time::timeout(timeout, body.frame())
-                .await
-                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "timeout: stream stalled"))?;
-            let Some(frame) = frame else {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "stream ended"));
-            };
-            if let Ok(data) = frame.map_err(io::Error::other)?.into_data() {
-                buf.extend_from_slice(&data);
-            }
-            while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = buf.drain(..=pos).collect();
-                out.push(String::from_utf8_lossy(&line[..line.len() - 1]).into_owned());
-            }
-        }
-        Ok((status, out))
-    }
-    .await;
-    conn.abort();
-    result
+    let mut out = Vec::new();
+    let status = stream_lines(addr, opts, path, false, |line| {
+        out.push(line.to_string());
+        out.len() < lines
+    })
+    .await?;
+    Ok((status, out))
 }
 
 /// Any stream a test client talks HTTP over.
@@ -795,8 +765,23 @@ pub async fn follow_lines(
     addr: SocketAddr,
     opts: &ClientOpts,
     path: &str,
-    mut on_line: impl FnMut(&str) -> bool,
+    on_line: impl FnMut(&str) -> bool,
 ) -> io::Result<()> {
+    stream_lines(addr, opts, path, true, on_line)
+        .await
+        .map(drop)
+}
+
+/// The one stream reader behind [`watch_lines`] and [`follow_lines`]: connects, sends `GET path`, and hands
+/// each body line to `on_line` until it returns false; returns the status. With `require_ok`, a status other
+/// than 200 is an error before any line is read.
+async fn stream_lines(
+    addr: SocketAddr,
+    opts: &ClientOpts,
+    path: &str,
+    require_ok: bool,
+    mut on_line: impl FnMut(&str) -> bool,
+) -> io::Result<u16> {
     let timeout = opts.timeout.unwrap_or(Duration::from_secs(5));
     let stream = tokio::time::timeout(timeout, connect(addr, opts))
         .await
@@ -810,8 +795,9 @@ pub async fn follow_lines(
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "response timeout"))?
             .map_err(io::Error::other)?;
-        if resp.status() != StatusCode::OK {
-            return Err(io::Error::other(format!("status {}", resp.status())));
+        let status = resp.status();
+        if require_ok && status != StatusCode::OK {
+            return Err(io::Error::other(format!("status {status}")));
         }
         let mut body = resp.into_body();
         let mut buf = Vec::new();
@@ -828,7 +814,7 @@ pub async fn follow_lines(
             while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = buf.drain(..=pos).collect();
                 if !on_line(&String::from_utf8_lossy(&line[..line.len() - 1])) {
-                    return Ok(());
+                    return Ok(status.as_u16());
                 }
             }
         }
