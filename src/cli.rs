@@ -271,31 +271,10 @@ fn validate_config(path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> Exi
 }
 
 fn report_load_error(path: &Path, e: &ConfigError, err: &mut dyn Write) -> ExitCode {
-    for line in load_error_lines(path, e) {
+    for line in e.lines(path) {
         let _ = writeln!(err, "{line}");
     }
     ExitCode::from(1)
-}
-
-/// The lines `vipd validate` prints for a config that does not load; a refused SIGHUP reload logs the same
-/// lines, so an operator can reproduce the refusal with `vipd validate`.
-pub fn load_error_lines(path: &Path, e: &ConfigError) -> Vec<String> {
-    match e {
-        ConfigError::Invalid(errs) => errs
-            .iter()
-            .map(|e| e.to_string())
-            .chain(std::iter::once(format!(
-                "{}: {} error(s)",
-                path.display(),
-                errs.len()
-            )))
-            .collect(),
-        // A YAML error carries a multi-line excerpt of the file: one log line each.
-        other => format!("{}: {other}", path.display())
-            .lines()
-            .map(str::to_string)
-            .collect(),
-    }
 }
 
 /// The one line `validate` prints for a valid config.

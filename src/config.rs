@@ -233,6 +233,28 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+impl ConfigError {
+    /// The lines `vipd validate` prints for this error, and a refused reload logs: one per field error and a
+    /// count, or the read / YAML error (whose excerpt of the file spans several lines) one line each.
+    pub fn lines(&self, path: &Path) -> Vec<String> {
+        match self {
+            ConfigError::Invalid(errs) => errs
+                .iter()
+                .map(|e| e.to_string())
+                .chain(std::iter::once(format!(
+                    "{}: {} error(s)",
+                    path.display(),
+                    errs.len()
+                )))
+                .collect(),
+            other => format!("{}: {other}", path.display())
+                .lines()
+                .map(str::to_string)
+                .collect(),
+        }
+    }
+}
+
 /// Reads YAML into a generic tree; the schema is applied afterwards so that every error can be reported.
 pub(crate) fn parse_yaml(text: &str) -> Result<Value, ConfigError> {
     let value: Value =

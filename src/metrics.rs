@@ -11,7 +11,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use vrrp::proto::State;
 
-use crate::supervisor::SharedLive;
+use crate::live::SharedLive;
 
 /// A registry holding vipd's collector.
 pub fn registry(live: SharedLive) -> Registry {

@@ -6,7 +6,6 @@
 //! SIGHUP reloads the config file, applying what can change live and restarting the VRRP instance cleanly when
 //! its settings changed.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -20,6 +19,7 @@ use tracing::{error, info, warn};
 use crate::admin::{self, AdminState, BackendStatus, ProxyStatus, StatusDoc, VipStatus, VrrpState};
 use crate::config::fmt_duration;
 use crate::config::{Balance, Checksum, Config, HealthKind, Track};
+use crate::live::{Live, SharedLive};
 use crate::metrics;
 use crate::notify::Notifier;
 use vrrp::proto::{ChecksumMode, Priority};
@@ -137,22 +137,6 @@ fn to_proxy_backends(snap: &health::Snapshot) -> proxy::Backends {
             .collect(),
     )
 }
-
-/// The live pieces the admin endpoint and the metrics read; swapped as a whole when VRRP restarts on reload.
-#[derive(Debug, Clone)]
-pub struct Live {
-    pub config: Arc<Config>,
-    pub vrrp_status: watch::Receiver<vrrp::sys::VrrpStatus>,
-    pub vrrp_stats: Arc<vrrp::sys::VrrpStats>,
-    pub health: watch::Receiver<health::Snapshot>,
-    pub proxy_stats: Arc<proxy::ProxyStats>,
-    pub proxy_listen: SocketAddr,
-    pub started: SystemTime,
-    pub reloads: u64,
-    pub reload_failures: u64,
-}
-
-pub type SharedLive = Arc<RwLock<Live>>;
 
 /// Runs the daemon until SIGTERM / SIGINT; returns once the VIP is handed over and the proxy is drained.
 ///
@@ -533,7 +517,7 @@ async fn reload(
         Ok(c) => c,
         Err(e) => {
             // The same lines `vipd validate` prints.
-            for line in crate::cli::load_error_lines(path, &e) {
+            for line in e.lines(path) {
                 error!("reload: {line}");
             }
             anyhow::bail!("{} is not valid", path.display());

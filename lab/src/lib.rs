@@ -1,0 +1,15 @@
+//! vipd's failover harness: the real `vipd` binary run on several "nodes" inside one machine.
+//!
+//! Each node is a network namespace on one bridge (itself in a namespace this crate made), so nothing changes
+//! in the root namespace. The harness is one of vipd's three uses: the engine of `vipd demo`, the ground of the
+//! network-namespace tests, the benchmarks (`examples/bench_failover.rs`) and the chaos run.
+//!
+//! - [`netns`]: namespace guards (removed on drop and on panic), bridges, veth pairs, child processes reaped by
+//!   PID, `ip -j` readers, packet capture.
+//! - [`apiserver`]: a fake kube-apiserver (HTTPS `/readyz`, `/version`, watch streams, stall and not-ready
+//!   switches) and the throwaway PKI it serves with.
+//! - [`vipd`]: a vipd node: its config from a typed spec, the process in its namespace, its admin endpoint.
+
+pub mod apiserver;
+pub mod netns;
+pub mod vipd;
