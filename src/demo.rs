@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::fmt::Display;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -561,10 +561,24 @@ fn settled(states: &[Option<StatusDoc>], running: &[bool]) -> Option<usize> {
     (Some(prio) == best).then_some(master)
 }
 
+/// The demo's story, one step each: the lab, the apiservers, vipd on the load balancers, the election, the
+/// client's spread, a master killed, and the killed node's return.
 fn run(rig: &mut Rig, args: &DemoArgs, clock: Clock, res: &mut Results) -> Result<()> {
     let bin = std::env::current_exe().context("finding the vipd binary")?;
     let interval = args.interval;
+    let client_ns = build_lab(rig, clock)?;
+    let (backends, ca) = start_apiservers(rig, clock)?;
+    // VipdSpec takes a 'static interval; this one small string lives as long as the process anyway.
+    let advert: &'static str = Box::leak(fmt_duration(interval).into_boxed_str());
+    let started = start_vipds(rig, clock, &bin, &backends, &ca, advert)?;
+    let master = await_election(rig, clock, res, started, interval)?;
+    start_client(rig, clock, res, &client_ns, ca)?;
+    let (killed, nm) = kill_master(rig, clock, res, master, interval, advert)?;
+    restart_killed(rig, clock, res, &bin, killed, nm, interval)
+}
 
+/// One bridge, the nodes on it; returns the client's namespace.
+fn build_lab(rig: &mut Rig, clock: Clock) -> Result<String> {
     // The lab: one bridge, the nodes on it.
     let mut lab = Lab::new(TAG).context("creating the lab's switch namespace")?;
     let names: Vec<&str> = LBS
@@ -602,7 +616,12 @@ fn run(rig: &mut Rig, args: &DemoArgs, clock: Clock, res: &mut Results) -> Resul
     let client_ns = lab.node(CLIENT).ns.name().to_string();
     rig.lab = Some(lab);
 
-    // The apiservers: HTTPS with certificates from a throwaway CA, for their own address and the VIP.
+    Ok(client_ns)
+}
+
+/// HTTPS apiservers with certificates from a throwaway CA, for their own address and the VIP; returns their
+/// addresses and the CA file.
+fn start_apiservers(rig: &mut Rig, clock: Clock) -> Result<(Vec<SocketAddr>, PathBuf)> {
     let pki = TestPki::new("vipd-demo-ca").context("creating the demo CA")?;
     let mut backends = Vec::new();
     for n in APISERVERS {
@@ -628,24 +647,33 @@ fn run(rig: &mut Rig, args: &DemoArgs, clock: Clock, res: &mut Results) -> Resul
     let ca = pki.ca_cert().to_path_buf();
     rig.pki = Some(pki);
 
-    // vipd on the three load balancers.
+    Ok((backends, ca))
+}
+
+/// vipd on the three load balancers; returns when they were started.
+fn start_vipds(
+    rig: &mut Rig,
+    clock: Clock,
+    bin: &Path,
+    backends: &[SocketAddr],
+    ca: &Path,
+    advert: &'static str,
+) -> Result<Instant> {
     let dir = TempDir::new("vipd-demo").context("creating the config directory")?;
-    // VipdSpec takes a 'static interval; this one small string lives as long as the process anyway.
-    let advert: &'static str = Box::leak(fmt_duration(interval).into_boxed_str());
     for (name, priority) in LBS {
         let lab = rig.lab()?;
         let node = lab.node(name);
-        let mut spec = VipdSpec::new(IpAddr::V4(VIP), backends.clone(), priority);
+        let mut spec = VipdSpec::new(IpAddr::V4(VIP), backends.to_vec(), priority);
         spec.port = LB_PORT;
         spec.advert_interval = advert;
         spec.health = HealthSpec::Https {
-            ca_file: ca.clone(),
+            ca_file: ca.to_path_buf(),
         };
         spec.health_interval = "250ms";
         spec.health_timeout = "200ms";
         spec.rise = 1;
         spec.fall = 2;
-        let vipd = VipdNode::start(&bin, &node.ns, &spec, dir.path())
+        let vipd = VipdNode::start(bin, &node.ns, &spec, dir.path())
             .with_context(|| format!("starting vipd on {name}"))?;
         rig.lbs.push(Lb {
             name,
@@ -662,7 +690,17 @@ fn run(rig: &mut Rig, args: &DemoArgs, clock: Clock, res: &mut Results) -> Resul
         LBS[0].1, LBS[1].1, LBS[2].1
     ));
 
-    // Election: wait until VRRP has settled (see `settled`).
+    Ok(started)
+}
+
+/// Waits until VRRP has settled (see `settled`); returns the master's index.
+fn await_election(
+    rig: &mut Rig,
+    clock: Clock,
+    res: &mut Results,
+    started: Instant,
+    interval: Duration,
+) -> Result<usize> {
     let master = poll(
         rig,
         "the election to settle with every apiserver healthy",
@@ -686,11 +724,21 @@ fn run(rig: &mut Rig, args: &DemoArgs, clock: Clock, res: &mut Results) -> Resul
         secs(elected)
     ));
 
-    // Requests through the VIP, spread over the apiservers.
+    Ok(master)
+}
+
+/// Starts the client's requests through the VIP and reports how they spread over the apiservers.
+fn start_client(
+    rig: &mut Rig,
+    clock: Clock,
+    res: &mut Results,
+    client_ns: &str,
+    ca: PathBuf,
+) -> Result<()> {
     rig.probe = Some(Probe::start(
-        &client_ns,
+        client_ns,
         SocketAddr::new(IpAddr::V4(VIP), LB_PORT),
-        ca.clone(),
+        ca,
     )?);
     let from = rig.probe()?.len();
     let spread = poll(
@@ -719,7 +767,19 @@ fn run(rig: &mut Rig, args: &DemoArgs, clock: Clock, res: &mut Results) -> Resul
         }
     ));
 
-    // Kill the master without warning.
+    Ok(())
+}
+
+/// Kills the master without warning, waits for the new master and the client's recovery, reports the outage;
+/// returns the killed node's index and the new master's.
+fn kill_master(
+    rig: &mut Rig,
+    clock: Clock,
+    res: &mut Results,
+    master: usize,
+    interval: Duration,
+    advert: &str,
+) -> Result<(usize, usize)> {
     let killed = master;
     let killed_name = rig.lbs[killed].name;
     let best_backup = rig
@@ -779,7 +839,14 @@ fn run(rig: &mut Rig, args: &DemoArgs, clock: Clock, res: &mut Results) -> Resul
         "{nm_name} is the new master (seen {} after the kill)",
         secs(seen)
     ));
-    let outage = Outage::of(&rig.probe()?.since(from));
+    res.outage = report_outage(clock, &rig.probe()?.since(from), killed_at);
+
+    Ok((killed, nm))
+}
+
+/// The client's outage after the kill, as it saw it.
+fn report_outage(clock: Clock, samples: &[Sample], killed_at: Instant) -> Outage {
+    let outage = Outage::of(samples);
     match (outage.first_failure, outage.recovered, outage.first_gap()) {
         (Some(f), Some(r), Some(gap)) => {
             clock.say(format!(
@@ -801,9 +868,22 @@ fn run(rig: &mut Rig, args: &DemoArgs, clock: Clock, res: &mut Results) -> Resul
             outage.total
         )),
     }
-    res.outage = outage;
+    outage
+}
 
-    // Restart the killed node: it clears its stale VIP and takes the VIP back (it has the higher priority).
+/// Restarts the killed node: it clears its stale VIP and takes the VIP back (it has the higher priority); the
+/// client's view of that handback.
+fn restart_killed(
+    rig: &mut Rig,
+    clock: Clock,
+    res: &mut Results,
+    bin: &Path,
+    killed: usize,
+    nm: usize,
+    interval: Duration,
+) -> Result<()> {
+    let killed_name = rig.lbs[killed].name;
+    let nm_name = rig.lbs[nm].name;
     let stale = rig
         .lab()?
         .node(killed_name)
@@ -820,7 +900,7 @@ fn run(rig: &mut Rig, args: &DemoArgs, clock: Clock, res: &mut Results) -> Resul
         let lb = &rig.lbs[killed];
         let lab = rig.lab()?;
         VipdNode::start_with_config(
-            &bin,
+            bin,
             &lab.node(killed_name).ns,
             &lb.config,
             "127.0.0.1:9440".parse().context("admin address")?,
@@ -868,6 +948,18 @@ fn run(rig: &mut Rig, args: &DemoArgs, clock: Clock, res: &mut Results) -> Resul
         rig.lbs[killed].priority,
         rig.lbs[nm].priority,
     ));
+    res.handback = await_handback(rig, clock, killed_name, from)?;
+    Ok(())
+}
+
+/// Waits for the client to be served steadily after the handback; checks that only the returned node holds
+/// the VIP and reports what the client saw.
+fn await_handback(
+    rig: &mut Rig,
+    clock: Clock,
+    killed_name: &'static str,
+    from: usize,
+) -> Result<Outage> {
     let switched = Instant::now();
     poll(
         rig,
@@ -896,8 +988,7 @@ fn run(rig: &mut Rig, args: &DemoArgs, clock: Clock, res: &mut Results) -> Resul
             _ => String::new(),
         }
     ));
-    res.handback = handback;
-    Ok(())
+    Ok(handback)
 }
 
 fn spread_text(spread: &BTreeMap<String, usize>) -> String {
