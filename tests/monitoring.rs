@@ -794,6 +794,49 @@ fn metrics_listener_is_reachable_from_another_namespace_only_when_configured() {
     let (_, lb2_scrape) = get(metrics_at, "/metrics").unwrap();
 
     check_kit_against_scrapes(&[("lb1", &lb1_scrape), ("lb2", &lb2_scrape)]);
+
+    // A reload that moves the listener is refused, and counted where VipdConfigReloadRefused looks: on the
+    // listener, which stays where it was.
+    let moved = VipdSpec::new(vip, vec![be], 100)
+        .with_extra("metrics", &format!("listen: \"{lb2_ip}:9442\""));
+    lb2.write_config(&moved).unwrap();
+    lb2.signal(nix::sys::signal::Signal::SIGHUP).unwrap();
+    let refused = wait_for(long, || {
+        let (_, m) = get(metrics_at, "/metrics").ok()?;
+        (metric_value(&m, "vipd_config_reload_failures_total")? == 1.0).then_some(())
+    });
+    assert!(
+        refused.is_some(),
+        "reload not refused:\n{}",
+        lb2.proc.lines().join("\n")
+    );
+    assert!(get(SocketAddr::new(lb2_ip, 9442), "/metrics").is_err());
+
+    // A metrics port already taken refuses the start, naming the listener, before VRRP joins.
+    let clash = VipdSpec {
+        port: 8443,
+        admin_listen: "127.0.0.1:9450".parse().unwrap(),
+        ..VipdSpec::new(vip, vec![be], 90)
+    }
+    .with_extra("metrics", &format!("listen: \"{metrics_at}\""));
+    let clash_path = dir.join("clash.yaml");
+    std::fs::write(&clash_path, clash.to_yaml()).unwrap();
+    let mut third = VipdNode::start_with_config(
+        Path::new(env!("CARGO_BIN_EXE_vipd")),
+        &lab.node("lb2").ns,
+        &clash_path,
+        clash.admin_listen,
+    )
+    .unwrap();
+    let status = third.proc.wait_exit(long);
+    let log = third.proc.lines().join("\n");
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{log}");
+    assert!(
+        log.contains(&format!("metrics: cannot listen on {metrics_at}")),
+        "{log}"
+    );
+    assert!(!log.contains("VRRP state change"), "{log}");
+    assert_eq!(lb2.state().as_deref(), Some("backup"));
 }
 
 /// Every metric the rules and the dashboard name is exported; every selector and dashboard query returns
