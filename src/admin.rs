@@ -108,6 +108,8 @@ pub struct AdminState {
     live: Arc<dyn Fn() -> Check + Send + Sync>,
     ready: Arc<dyn Fn() -> Check + Send + Sync>,
     registry: Arc<Registry>,
+    /// The metrics listener (`metrics.listen`): `/metrics` and nothing else.
+    metrics_only: bool,
 }
 
 impl std::fmt::Debug for AdminState {
@@ -130,8 +132,23 @@ impl AdminState {
             live: Arc::new(live),
             ready: Arc::new(ready),
             registry,
+            metrics_only: false,
         }
     }
+
+    /// What the metrics listener serves: the same registry, and no other path (`/status` names the node's
+    /// peers and backends, and the probes belong on the admin endpoint).
+    pub fn metrics_only(registry: Arc<Registry>) -> AdminState {
+        let unused = || Err("not served here".to_string());
+        AdminState {
+            metrics_only: true,
+            ..AdminState::new(registry, no_status, unused, unused)
+        }
+    }
+}
+
+fn no_status() -> StatusDoc {
+    unreachable!("the metrics listener never serves /status")
 }
 
 /// How long requests in flight may take to finish after shutdown is asked for.
@@ -205,6 +222,12 @@ fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
         r.headers_mut()
             .insert("allow", HeaderValue::from_static("GET, HEAD"));
         return r;
+    }
+    if state.metrics_only && req.uri().path() != "/metrics" {
+        return text(
+            StatusCode::NOT_FOUND,
+            "not found; only /metrics is served here\n",
+        );
     }
     match req.uri().path() {
         "/healthz" => check((state.live)(), "ok\n"),

@@ -208,6 +208,7 @@ pub fn manifest(args: &ManifestArgs, out: &mut dyn Write, err: &mut dyn Write) -
         image: args.image.clone().unwrap_or_else(manifest::default_image),
         config_host_path: shown(&host_path),
         admin: cfg.admin.listen,
+        metrics: cfg.metrics.listen,
         drain_timeout: cfg.proxy.drain_timeout,
         node_name: None,
         tls_files: manifest::TlsFiles {

@@ -386,6 +386,7 @@ fn check_value(doc: Value, opts: &ClusterOptions, report: &mut ClusterReport) {
         health: Default::default(),
         proxy: Default::default(),
         admin: Default::default(),
+        metrics: Default::default(),
     };
     if let Err(e) = config.check() {
         report.errors.0.extend(e.0);

@@ -5,6 +5,7 @@
 
 pub mod duration;
 pub mod fields;
+pub mod metrics;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -17,6 +18,7 @@ use vrrp::proto::{Centis, Priority, Vrid};
 pub use duration::{fmt_duration, parse_duration};
 use fields::{boolean, duration, int, ip, list, one_of, socket_addr, text, Section};
 pub use fields::{FieldError, FieldErrors};
+pub use metrics::MetricsConfig;
 
 /// A validated vipd configuration. Every field holds its default when the file left it out.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +33,8 @@ pub struct Config {
     pub health: HealthConfig,
     pub proxy: ProxyConfig,
     pub admin: AdminConfig,
+    /// The optional listener that serves only `/metrics` (see `config::metrics`).
+    pub metrics: MetricsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -375,6 +379,9 @@ fn parse_root(mut root: Section, errs: &mut FieldErrors) -> Option<Config> {
         admin_sec.field("listen", errs, socket_addr),
     );
     admin_sec.finish(errs);
+    let mut metrics_sec = root.section("metrics", errs);
+    let metrics = metrics::parse(&mut metrics_sec, errs);
+    metrics_sec.finish(errs);
     root.finish(errs);
 
     // The cross-field rules all relate to the VIP; they still run when other fields failed, on what did
@@ -390,6 +397,7 @@ fn parse_root(mut root: Section, errs: &mut FieldErrors) -> Option<Config> {
         health,
         proxy,
         admin,
+        metrics,
     };
     cross_checks(&config, errs);
     complete.then_some(config)
@@ -852,6 +860,7 @@ fn cross_checks(c: &Config, errs: &mut FieldErrors) {
             format!("{admin} collides with the proxy listener {listen}"),
         );
     }
+    metrics::cross_checks(c, errs);
 }
 
 #[cfg(test)]

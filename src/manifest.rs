@@ -8,8 +8,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, HTTPGetAction, HostPathVolumeSource, Pod, PodSecurityContext, PodSpec,
-    Probe, ResourceRequirements, SeccompProfile, SecurityContext, Volume, VolumeMount,
+    Capabilities, Container, ContainerPort, HTTPGetAction, HostPathVolumeSource, Pod,
+    PodSecurityContext, PodSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext,
+    Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -38,6 +39,9 @@ pub struct ManifestOptions {
     pub config_host_path: String,
     /// `admin.listen`: the probes target it; an unspecified address is probed on loopback.
     pub admin: SocketAddr,
+    /// `metrics.listen`: declared as the container port `metrics`, which a PodMonitor or a pod scrape job
+    /// selects by name (on the host network the container port is the node's port).
+    pub metrics: Option<SocketAddr>,
     /// `proxy.drainTimeout`; the pod's grace period is this plus a margin.
     pub drain_timeout: Duration,
     /// Only informative: the kubelet sets `spec.nodeName` of a static pod to its own node anyway.
@@ -63,6 +67,7 @@ impl Default for ManifestOptions {
             image: default_image(),
             config_host_path: CONTAINER_CONFIG_PATH.to_owned(),
             admin: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9440),
+            metrics: None,
             drain_timeout: Duration::from_secs(30),
             node_name: None,
             tls_files: TlsFiles {
@@ -167,6 +172,14 @@ pub fn pod(opts: &ManifestOptions) -> Pod {
                 .into(),
             ),
             ..Default::default()
+        }),
+        ports: opts.metrics.map(|m| {
+            vec![ContainerPort {
+                name: Some("metrics".to_owned()),
+                container_port: i32::from(m.port()),
+                protocol: Some("TCP".to_owned()),
+                ..Default::default()
+            }]
         }),
         liveness_probe: Some(probe("/healthz", 10, 3)),
         readiness_probe: Some(probe("/readyz", 5, 2)),
@@ -376,6 +389,7 @@ mod tests {
             image: "registry.example/vipd@sha256:0123".to_owned(),
             config_host_path: "/srv/vipd/node-a.yaml".to_owned(),
             admin: "[::1]:9555".parse().unwrap(),
+            metrics: None,
             drain_timeout: Duration::from_millis(60_500),
             node_name: Some("cp-1".to_owned()),
             tls_files: TlsFiles {
@@ -464,6 +478,29 @@ mod tests {
                 .unwrap();
             assert_eq!(get.host.as_deref(), Some(host), "{listen}");
         }
+    }
+
+    #[test]
+    fn metrics_listener_is_the_named_container_port() {
+        assert!(container(&pod(&ManifestOptions::default())).ports.is_none());
+        let opts = ManifestOptions {
+            metrics: Some("192.0.2.11:9441".parse().unwrap()),
+            ..Default::default()
+        };
+        let pod = parse(&render(&opts));
+        let ports = container(&pod).ports.clone().expect("ports");
+        assert_eq!(ports.len(), 1);
+        assert_eq!(ports[0].name.as_deref(), Some("metrics"));
+        assert_eq!(ports[0].container_port, 9441);
+        assert_eq!(ports[0].protocol.as_deref(), Some("TCP"));
+        // The probes stay on the admin endpoint.
+        let get = container(&pod)
+            .liveness_probe
+            .clone()
+            .unwrap()
+            .http_get
+            .unwrap();
+        assert_eq!(get.port, IntOrString::Int(9440));
     }
 
     #[test]

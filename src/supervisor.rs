@@ -175,6 +175,7 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
     let admin_listener = admin::bind(cfg.admin.listen)
         .await
         .with_context(|| format!("admin: cannot listen on {}", cfg.admin.listen))?;
+    let metrics_listener = bind_metrics(&cfg).await?;
 
     // Until VRRP joins, the admin endpoint already answers: /healthz 200, /readyz 503 ("initializing") and
     // /status with the VRRP state `initialize`, from a placeholder status the instance's replaces.
@@ -224,13 +225,17 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
         let (l1, l2, l3) = (live.clone(), live.clone(), live.clone());
         let (tasks1, tasks2) = (tasks.clone(), tasks.clone());
         AdminState::new(
-            registry,
+            registry.clone(),
             move || status_doc(&l1.read().unwrap_or_else(|e| e.into_inner())),
             move || liveness(&l2.read().unwrap_or_else(|e| e.into_inner()), &tasks1),
             move || readiness(&l3.read().unwrap_or_else(|e| e.into_inner()), &tasks2),
         )
     };
     let admin_task = tokio::spawn(admin::serve(admin_listener, admin_state, shutdown.clone()));
+    let metrics_task = metrics_listener.map(|l| {
+        let state = AdminState::metrics_only(registry.clone());
+        tokio::spawn(admin::serve(l, state, shutdown.clone()))
+    });
 
     // Join VRRP with the priority the backends deserve: wait (briefly) for the first round of checks.
     let first_round = Instant::now() + first_round_budget(&cfg);
@@ -281,7 +286,7 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
             shutdown.clone(),
         )
     };
-    info!(proxy = %proxy_listen, admin = %cfg.admin.listen, "vipd is running");
+    info!(proxy = %proxy_listen, admin = %cfg.admin.listen, metrics = ?cfg.metrics.listen, "vipd is running");
 
     let mut current = cfg;
     let mut instance = Some(instance);
@@ -335,12 +340,27 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
     shutdown.cancel();
     let _ = tracker.await;
     let _ = admin_task.await;
+    if let Some(t) = metrics_task {
+        let _ = t.await;
+    }
     if let Some(w) = watchdog {
         let _ = w.await;
     }
     checker.shutdown().await;
     info!("stopped");
     Ok(())
+}
+
+/// The metrics listener, when `metrics.listen` is set; bound at start like the admin endpoint, so a taken
+/// port refuses the start.
+async fn bind_metrics(cfg: &Config) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    let Some(addr) = cfg.metrics.listen else {
+        return Ok(None);
+    };
+    let l = admin::bind(addr)
+        .await
+        .with_context(|| format!("metrics: cannot listen on {addr}"))?;
+    Ok(Some(l))
 }
 
 /// Whether a long-running task is still running, for `/healthz` and the systemd watchdog.
@@ -527,9 +547,12 @@ async fn reload(
         info!("reload: configuration unchanged");
         return Ok(None);
     }
-    if new.proxy_listen() != current.proxy_listen() || new.admin.listen != current.admin.listen {
+    if new.proxy_listen() != current.proxy_listen()
+        || new.admin.listen != current.admin.listen
+        || new.metrics.listen != current.metrics.listen
+    {
         anyhow::bail!(
-            "controlPlaneLBPort, proxy.bind and admin.listen cannot change on reload (restart vipd to apply them)"
+            "controlPlaneLBPort, proxy.bind, admin.listen and metrics.listen cannot change on reload (restart vipd to apply them)"
         );
     }
     // Proxy settings before the backend set: a backend that leaves the list must meet the new

@@ -26,7 +26,7 @@ pub enum HealthSpec {
 }
 
 /// One node's vipd config. Only what the lab varies is typed; `extra` holds further YAML lines for the
-/// `vrrp`, `health` and `proxy` sections (keys are the config file's).
+/// `vrrp`, `health` and `proxy` sections, or for a section of its own (`metrics`), keys as in the file.
 #[derive(Debug, Clone)]
 pub struct VipdSpec {
     pub interface: String,
@@ -125,6 +125,15 @@ impl VipdSpec {
         self.write_extra(&mut y, "proxy");
         let _ = writeln!(y, "admin:");
         let _ = writeln!(y, "  listen: \"{}\"", self.admin_listen);
+        // Any other section (`metrics`, ...) is written whole from its extra lines.
+        for (section, lines) in &self.extra {
+            if !["vrrp", "health", "proxy"].contains(section) {
+                let _ = writeln!(y, "{section}:");
+                for line in lines {
+                    let _ = writeln!(y, "  {line}");
+                }
+            }
+        }
         y
     }
 
@@ -345,7 +354,8 @@ mod tests {
             vec!["192.0.2.20:6443".parse().unwrap()],
             150,
         )
-        .with_extra("proxy", "drainTimeout: 5s");
+        .with_extra("proxy", "drainTimeout: 5s")
+        .with_extra("metrics", "listen: \"192.0.2.10:9441\"");
         let y = spec.to_yaml();
         for want in [
             "controlPlaneVIP: \"192.0.2.100\"",
@@ -354,6 +364,7 @@ mod tests {
             "  type: tcp",
             "  drainTimeout: 5s",
             "  listen: \"127.0.0.1:9440\"",
+            "metrics:\n  listen: \"192.0.2.10:9441\"\n",
         ] {
             assert!(y.contains(want), "{want:?} missing from\n{y}");
         }

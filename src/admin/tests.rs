@@ -225,6 +225,37 @@ async fn other_paths_and_methods() {
     s.task.await.unwrap();
 }
 
+/// The metrics listener (`metrics.listen`) serves the same registry on `/metrics` and nothing else.
+#[tokio::test]
+async fn metrics_only_state_serves_metrics_and_nothing_else() {
+    let mut registry = Registry::default();
+    let c: Counter = Counter::default();
+    c.inc_by(3);
+    registry.register("vipd_test_events", "Events seen by the test", c);
+    let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(serve(
+        listener,
+        AdminState::metrics_only(Arc::new(registry)),
+        stop.clone(),
+    ));
+    let (code, ct, body) = get(addr, "/metrics").await;
+    assert_eq!((code, ct.as_str()), (StatusCode::OK, OPENMETRICS));
+    assert!(body.contains("vipd_test_events_total 3\n"), "{body}");
+    for path in ["/status", "/healthz", "/readyz", "/"] {
+        let (code, _, body) = get(addr, path).await;
+        assert_eq!(code, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(body, "not found; only /metrics is served here\n", "{path}");
+    }
+    assert_eq!(
+        request(addr, Method::POST, "/metrics").await.0,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+    stop.cancel();
+    task.await.unwrap();
+}
+
 #[tokio::test]
 async fn shutdown_stops_serving() {
     let s = start().await;

@@ -655,6 +655,62 @@ fn admin_rules() {
 }
 
 #[test]
+fn metrics_rules() {
+    // Off by default; null is the default spelled out.
+    assert_eq!(ok(&doc("", "")).metrics.listen, None);
+    assert_eq!(
+        ok(&doc("", "metrics: {listen: null}\n")).metrics.listen,
+        None
+    );
+    let c = ok(&doc("", "metrics: {listen: 192.0.2.11:9441}\n"));
+    assert_eq!(c.metrics.listen, Some("192.0.2.11:9441".parse().unwrap()));
+    ok(&doc("", "metrics: {listen: 0.0.0.0:9441}\n"));
+    ok(&doc("", "metrics: {listen: \"[2001:db8::11]:9441\"}\n"));
+    // Same port as the admin endpoint on another address: two sockets, fine.
+    ok(&doc("", "metrics: {listen: 192.0.2.11:9440}\n"));
+    assert_error(
+        &doc("", "metrics: {listen: 192.0.2.100:9441}\n"),
+        "metrics.listen: 192.0.2.100:9441 is on the VIP, which moves between nodes (Prometheus would scrape \
+         whichever node holds it); use this node's own address or 0.0.0.0",
+    );
+    assert_error(
+        &doc("", "metrics: {listen: 127.0.0.1:9441}\n"),
+        "metrics.listen: 127.0.0.1:9441 is a loopback address, which no Prometheus off this node can reach \
+         (admin.listen already serves /metrics on loopback); use this node's address or 0.0.0.0",
+    );
+    assert_error(
+        &doc("", "metrics: {listen: 0.0.0.0:443}\n"),
+        "metrics.listen: 0.0.0.0:443 collides with the proxy listener 192.0.2.100:443",
+    );
+    assert_error(
+        &doc("", "metrics: {listen: 0.0.0.0:9440}\n"),
+        "metrics.listen: 0.0.0.0:9440 collides with admin.listen 127.0.0.1:9440; give the metrics listener \
+         a port of its own",
+    );
+    assert_error(
+        &doc("", "admin: {listen: 192.0.2.11:9441}\nmetrics: {listen: 192.0.2.11:9441}\n"),
+        "metrics.listen: 192.0.2.11:9441 collides with admin.listen 192.0.2.11:9441; give the metrics \
+         listener a port of its own",
+    );
+    assert_error(
+        &doc("", "metrics: {listen: 224.0.0.18:9441}\n"),
+        "metrics.listen: 224.0.0.18:9441 cannot be listened on",
+    );
+    assert_error(
+        &doc("", "metrics: {listen: 192.0.2.11:0}\n"),
+        "metrics.listen: \"192.0.2.11:0\" has port 0",
+    );
+    assert_error(
+        &doc("", "metrics: {listne: 192.0.2.11:9441}\n"),
+        "metrics.listne: unknown key (did you mean listen?)",
+    );
+    assert_error(
+        &doc("", "metrics: 9441\n"),
+        "metrics: 9441 is not a mapping",
+    );
+}
+
+#[test]
 fn every_error_is_reported_at_once() {
     let y = "interface: eth0\ncontrolPlaneVIP: 192.0.2.100\nbackends: [x]\nvrrp:\n  vrid: 0\n  priority: 300\n  advertInterval: 15ms\nhealth: {rise: 0, fall: 0}\nextra: 1\n";
     assert_eq!(
