@@ -389,9 +389,17 @@ fn parse_root(mut root: Section, errs: &mut FieldErrors) -> Option<Config> {
     // parse (every list entry that parsed, with its index, even when a sibling failed or repeats one), so
     // one pass shows every error. The placeholders never escape: any error makes the whole result an error.
     let complete = interface.is_some() && backends.is_some() && vrrp.is_some();
+    let Some(vip) = vip else {
+        // Without a VIP, the rules that do not involve it still run.
+        owner_rule(vrrp.as_ref().unwrap_or(&partial_vrrp), errs);
+        if let Some(bind) = proxy.bind {
+            admin_rule(admin.listen, SocketAddr::new(bind, lb_port), errs);
+        }
+        return None;
+    };
     let config = Config {
         interface: interface.unwrap_or_default(),
-        control_plane_vip: vip?,
+        control_plane_vip: vip,
         control_plane_lb_port: lb_port,
         backends: backends.unwrap_or_default(),
         vrrp: vrrp.unwrap_or(partial_vrrp),
@@ -857,19 +865,7 @@ fn cross_checks(c: &Config, listed: &Listed, errs: &mut FieldErrors) {
             "messageOnly applies to IPv4 only (IPv6 VRRP always includes the pseudo-header)",
         );
     }
-    if c.vrrp.priority == Priority::OWNER {
-        if let Track::Weight(w) = c.vrrp.track {
-            if w != 0 {
-                errs.push(
-                    "vrrp.trackWeight",
-                    format!(
-                        "{w} cannot apply to priority 255 (the address owner's priority never changes); \
-                         use a priority below 255, trackWeight: 0 or trackWeight: fault"
-                    ),
-                );
-            }
-        }
-    }
+    owner_rule(&c.vrrp, errs);
     if let Some(bind) = c.proxy.bind {
         if bind.is_ipv4() != vip.is_ipv4() && !bind.is_unspecified() {
             errs.push(
@@ -895,14 +891,36 @@ fn cross_checks(c: &Config, listed: &Listed, errs: &mut FieldErrors) {
             );
         }
     }
-    let admin = c.admin.listen;
+    admin_rule(c.admin.listen, listen, errs);
+    metrics::cross_checks(c, errs);
+}
+
+/// With `priority: 255` (the address owner) the priority never changes, so tracking cannot lower it.
+fn owner_rule(v: &VrrpConfig, errs: &mut FieldErrors) {
+    if v.priority != Priority::OWNER {
+        return;
+    }
+    if let Track::Weight(w) = v.track {
+        if w != 0 {
+            errs.push(
+                "vrrp.trackWeight",
+                format!(
+                    "{w} cannot apply to priority 255 (the address owner's priority never changes); \
+                     use a priority below 255, trackWeight: 0 or trackWeight: fault"
+                ),
+            );
+        }
+    }
+}
+
+/// The admin endpoint may not take the proxy's port on an address the proxy listens on too.
+fn admin_rule(admin: SocketAddr, listen: SocketAddr, errs: &mut FieldErrors) {
     if admin.port() == listen.port() && overlap(admin.ip(), listen.ip()) {
         errs.push(
             "admin.listen",
             format!("{admin} collides with the proxy listener {listen}"),
         );
     }
-    metrics::cross_checks(c, errs);
 }
 
 #[cfg(test)]

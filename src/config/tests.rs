@@ -221,6 +221,19 @@ fn cross_field_rules_run_even_when_other_fields_fail() {
     // Without a VIP there is nothing to relate the peers to: no guesswork.
     let y = "interface: eth0\nbackends: [192.0.2.20:6443]\nvrrp: {vrid: 1, unicastPeers: [2001:db8::2]}\n";
     assert_eq!(errors(y), ["controlPlaneVIP: is required"]);
+    // ... but the rules that do not involve it still run.
+    let y = "interface: eth0\ncontrolPlaneVIP: x\nbackends: [192.0.2.20:6443]\n\
+             vrrp: {vrid: 1, priority: 255, trackWeight: -50}\nproxy: {bind: 0.0.0.0}\n\
+             admin: {listen: 127.0.0.1:443}\n";
+    assert_eq!(
+        errors(y),
+        [
+            "controlPlaneVIP: \"x\" is not an IPv4 or IPv6 address",
+            "vrrp.trackWeight: -50 cannot apply to priority 255 (the address owner's priority never \
+             changes); use a priority below 255, trackWeight: 0 or trackWeight: fault",
+            "admin.listen: 127.0.0.1:443 collides with the proxy listener 0.0.0.0:443",
+        ]
+    );
 }
 
 #[test]
