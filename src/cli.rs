@@ -95,8 +95,18 @@ pub struct ValidateArgs {
     pub subnet: Option<Cidr>,
 }
 
+/// `--subnet`: a network written with its host bits clear, since `192.0.2.5/24` is more likely a node's
+/// address than the subnet meant. clap prints "invalid value '192.0.2.5/24' for '--subnet <CIDR>': " first.
 fn parse_cidr(s: &str) -> Result<Cidr, String> {
-    s.parse()
+    let c: Cidr = s.parse()?;
+    if c.has_host_bits() {
+        return Err(format!(
+            "host bits are set (a subnet is written with its network address); did you mean {}/{}?",
+            c.network(),
+            c.prefix
+        ));
+    }
+    Ok(c)
 }
 
 /// Entry point of the binary.

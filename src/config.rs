@@ -8,7 +8,7 @@ pub mod fields;
 pub mod metrics;
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -201,7 +201,7 @@ impl Config {
     /// Re-runs the cross-field rules on a config built in code (the cluster-config path derives one).
     pub fn check(&self) -> Result<(), FieldErrors> {
         let mut errs = FieldErrors::default();
-        cross_checks(self, &mut errs);
+        cross_checks(self, &Listed::of(self), &mut errs);
         if errs.is_empty() {
             Ok(())
         } else {
@@ -359,12 +359,13 @@ fn parse_root(mut root: Section, errs: &mut FieldErrors) -> Option<Config> {
         root.field("controlPlaneLBPort", errs, int(1..=65535))
             .map(|n| n as u16),
     );
+    let mut listed = Listed::default();
     let backends = root
         .require("backends", errs)
-        .and_then(|v| parse_backends(&root.path("backends"), v, errs));
+        .and_then(|v| parse_backends(&root.path("backends"), v, &mut listed.backends, errs));
 
     let mut vrrp_sec = root.section("vrrp", errs);
-    let (vrrp, partial_vrrp) = parse_vrrp(&mut vrrp_sec, errs);
+    let (vrrp, partial_vrrp) = parse_vrrp(&mut vrrp_sec, &mut listed.peers, errs);
     vrrp_sec.finish(errs);
     let mut health_sec = root.section("health", errs);
     let health = parse_health(&mut health_sec, errs);
@@ -385,12 +386,20 @@ fn parse_root(mut root: Section, errs: &mut FieldErrors) -> Option<Config> {
     root.finish(errs);
 
     // The cross-field rules all relate to the VIP; they still run when other fields failed, on what did
-    // parse (a failed list is empty here), so one pass shows every error. The placeholders never escape:
-    // any error makes the whole result an error.
+    // parse (every list entry that parsed, with its index, even when a sibling failed or repeats one), so
+    // one pass shows every error. The placeholders never escape: any error makes the whole result an error.
     let complete = interface.is_some() && backends.is_some() && vrrp.is_some();
+    let Some(vip) = vip else {
+        // Without a VIP, the rules that do not involve it still run.
+        owner_rule(vrrp.as_ref().unwrap_or(&partial_vrrp), errs);
+        if let Some(bind) = proxy.bind {
+            admin_rule(admin.listen, SocketAddr::new(bind, lb_port), errs);
+        }
+        return None;
+    };
     let config = Config {
         interface: interface.unwrap_or_default(),
-        control_plane_vip: vip?,
+        control_plane_vip: vip,
         control_plane_lb_port: lb_port,
         backends: backends.unwrap_or_default(),
         vrrp: vrrp.unwrap_or(partial_vrrp),
@@ -399,8 +408,26 @@ fn parse_root(mut root: Section, errs: &mut FieldErrors) -> Option<Config> {
         admin,
         metrics,
     };
-    cross_checks(&config, errs);
+    cross_checks(&config, &listed, errs);
     complete.then_some(config)
+}
+
+/// The list entries that parsed, each with its index in the file: the cross-field rules name entries by
+/// these indices, which a list with a failed or repeated entry removed would shift.
+#[derive(Debug, Default)]
+struct Listed {
+    backends: Vec<(usize, SocketAddr)>,
+    peers: Vec<(usize, IpAddr)>,
+}
+
+impl Listed {
+    /// A config built in code has no file: its own lists, in order.
+    fn of(c: &Config) -> Listed {
+        Listed {
+            backends: c.backends.iter().copied().enumerate().collect(),
+            peers: c.vrrp.unicast_peers.iter().copied().enumerate().collect(),
+        }
+    }
 }
 
 /// Linux interface names: 1..=15 bytes, no `/`, no whitespace, not `.` or `..`.
@@ -447,7 +474,14 @@ fn not_a_host_address(a: IpAddr) -> Option<&'static str> {
     }
 }
 
-fn parse_backends(path: &str, v: Value, errs: &mut FieldErrors) -> Option<Vec<SocketAddr>> {
+/// The backend list, when every entry is good; `listed` gets every entry that parsed (a repeat is reported
+/// as such, once), with its index, for the cross-field rules.
+fn parse_backends(
+    path: &str,
+    v: Value,
+    listed: &mut Vec<(usize, SocketAddr)>,
+    errs: &mut FieldErrors,
+) -> Option<Vec<SocketAddr>> {
     let items = list(path, v, errs, |p, item, errs| socket_addr(p, &item, errs))?;
     if items.is_empty() {
         errs.push(path, "at least one backend is required");
@@ -456,20 +490,28 @@ fn parse_backends(path: &str, v: Value, errs: &mut FieldErrors) -> Option<Vec<So
     let mut out = Vec::new();
     let mut ok = true;
     for (i, item) in items.into_iter().enumerate() {
-        match item {
-            Some(a) if out.contains(&a) => {
-                errs.push(format!("{path}[{i}]"), format!("{a} is listed twice"));
-                ok = false;
-            }
-            Some(a) => out.push(a),
-            None => ok = false,
+        let Some(a) = item else {
+            ok = false;
+            continue;
+        };
+        if out.contains(&a) {
+            errs.push(format!("{path}[{i}]"), format!("{a} is listed twice"));
+            ok = false;
+        } else {
+            listed.push((i, a));
+            out.push(a);
         }
     }
     ok.then_some(out)
 }
 
 /// The section, when complete; and in any case what parsed, defaults elsewhere (for the cross-field rules).
-fn parse_vrrp(s: &mut Section, errs: &mut FieldErrors) -> (Option<VrrpConfig>, VrrpConfig) {
+/// `listed_peers` gets every unicast peer that parsed, with its index (see [`Listed`]).
+fn parse_vrrp(
+    s: &mut Section,
+    listed_peers: &mut Vec<(usize, IpAddr)>,
+    errs: &mut FieldErrors,
+) -> (Option<VrrpConfig>, VrrpConfig) {
     let mut c = VrrpConfig::default();
     let vrid = s
         .require("vrid", errs)
@@ -501,12 +543,12 @@ fn parse_vrrp(s: &mut Section, errs: &mut FieldErrors) -> (Option<VrrpConfig>, V
         if let Some(peers) = peers {
             let mut out = Vec::new();
             for (i, p) in peers.into_iter().enumerate() {
-                match p {
-                    Some(a) if out.contains(&a) => {
-                        errs.push(format!("{path}[{i}]"), format!("{a} is listed twice"));
-                    }
-                    Some(a) => out.push(a),
-                    None => {}
+                let Some(a) = p else { continue };
+                if out.contains(&a) {
+                    errs.push(format!("{path}[{i}]"), format!("{a} is listed twice"));
+                } else {
+                    listed_peers.push((i, a));
+                    out.push(a);
                 }
             }
             c.unicast_peers = out;
@@ -766,10 +808,22 @@ fn family(a: IpAddr) -> &'static str {
     }
 }
 
+/// Whether listeners on `a` and `b` (same port) would take the same address, so the second bind fails: the same
+/// address, `::` (dual-stack: every address), or `0.0.0.0` beside any IPv4 address. Two different specific
+/// addresses (the VIP and 127.0.0.1) can share a port.
+fn overlap(a: IpAddr, b: IpAddr) -> bool {
+    let v4_wildcard = |x: IpAddr, y: IpAddr| x == IpAddr::V4(Ipv4Addr::UNSPECIFIED) && y.is_ipv4();
+    a == b
+        || a == IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+        || b == IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+        || v4_wildcard(a, b)
+        || v4_wildcard(b, a)
+}
+
 /// Rules that relate fields to each other; run only on fields that parsed.
-fn cross_checks(c: &Config, errs: &mut FieldErrors) {
+fn cross_checks(c: &Config, listed: &Listed, errs: &mut FieldErrors) {
     let vip = c.control_plane_vip;
-    for (i, p) in c.vrrp.unicast_peers.iter().enumerate() {
+    for (i, p) in &listed.peers {
         let path = format!("vrrp.unicastPeers[{i}]");
         if p.is_ipv4() != vip.is_ipv4() {
             errs.push(
@@ -811,19 +865,7 @@ fn cross_checks(c: &Config, errs: &mut FieldErrors) {
             "messageOnly applies to IPv4 only (IPv6 VRRP always includes the pseudo-header)",
         );
     }
-    if c.vrrp.priority == Priority::OWNER {
-        if let Track::Weight(w) = c.vrrp.track {
-            if w != 0 {
-                errs.push(
-                    "vrrp.trackWeight",
-                    format!(
-                        "{w} cannot apply to priority 255 (the address owner's priority never changes); \
-                         use a priority below 255, trackWeight: 0 or trackWeight: fault"
-                    ),
-                );
-            }
-        }
-    }
+    owner_rule(&c.vrrp, errs);
     if let Some(bind) = c.proxy.bind {
         if bind.is_ipv4() != vip.is_ipv4() && !bind.is_unspecified() {
             errs.push(
@@ -837,7 +879,7 @@ fn cross_checks(c: &Config, errs: &mut FieldErrors) {
         }
     }
     let listen = c.proxy_listen();
-    for (i, b) in c.backends.iter().enumerate() {
+    for (i, b) in &listed.backends {
         let loops = b.port() == listen.port()
             && (b.ip() == listen.ip() || b.ip() == vip || listen.ip().is_unspecified());
         if loops {
@@ -849,18 +891,36 @@ fn cross_checks(c: &Config, errs: &mut FieldErrors) {
             );
         }
     }
-    let admin = c.admin.listen;
-    let clash = admin.port() == listen.port()
-        && (admin.ip() == listen.ip()
-            || admin.ip().is_unspecified()
-            || listen.ip().is_unspecified());
-    if clash {
+    admin_rule(c.admin.listen, listen, errs);
+    metrics::cross_checks(c, errs);
+}
+
+/// With `priority: 255` (the address owner) the priority never changes, so tracking cannot lower it.
+fn owner_rule(v: &VrrpConfig, errs: &mut FieldErrors) {
+    if v.priority != Priority::OWNER {
+        return;
+    }
+    if let Track::Weight(w) = v.track {
+        if w != 0 {
+            errs.push(
+                "vrrp.trackWeight",
+                format!(
+                    "{w} cannot apply to priority 255 (the address owner's priority never changes); \
+                     use a priority below 255, trackWeight: 0 or trackWeight: fault"
+                ),
+            );
+        }
+    }
+}
+
+/// The admin endpoint may not take the proxy's port on an address the proxy listens on too.
+fn admin_rule(admin: SocketAddr, listen: SocketAddr, errs: &mut FieldErrors) {
+    if admin.port() == listen.port() && overlap(admin.ip(), listen.ip()) {
         errs.push(
             "admin.listen",
             format!("{admin} collides with the proxy listener {listen}"),
         );
     }
-    metrics::cross_checks(c, errs);
 }
 
 #[cfg(test)]

@@ -297,28 +297,17 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
             _ = sighup.recv() => {
                 let _ = notifier.reloading();
                 let result = reload(&config_path, &current, &checker, &proxy_handle, &mut instance).await;
-                let mut l = live.write().unwrap_or_else(|e| e.into_inner());
-                match result {
-                    Ok(Some(new)) => {
-                        current = new.clone();
-                        let _ = cfg_tx.send(new.clone());
-                        l.config = new;
-                        l.reloads += 1;
-                    }
-                    Ok(None) => l.reloads += 1,
-                    Err(e) => {
-                        l.reload_failures += 1;
-                        error!("reload refused, the running config stays: {e:#}");
-                    }
+                if let Ok(Some(new)) = &result {
+                    current = new.clone();
+                    let _ = cfg_tx.send(new.clone());
                 }
-                if let Some(i) = &instance {
-                    l.vrrp_status = i.status();
-                    l.vrrp_stats = i.stats();
-                }
-                drop(l);
+                publish_reload(&live, &result, instance.as_ref());
                 // Whatever the reload did, the instance gets the current tracking decision.
                 apply_track(instance.as_ref(), *track_rx.borrow_and_update());
                 let _ = notifier.ready(&ready_status(&current));
+                // Last: the log line is what an operator (and a test) waits for, so all it announces is
+                // already true: counters, /status, tracking, READY.
+                announce_reload(&result);
             }
             changed = track_rx.changed() => {
                 if changed.is_err() { break; }
@@ -536,15 +525,14 @@ async fn reload(
     let new = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
-            // The same lines `vipd validate` prints.
-            for line in e.lines(path) {
-                error!("reload: {line}");
+            return Err(InvalidFile {
+                path: path.to_path_buf(),
+                lines: e.lines(path),
             }
-            anyhow::bail!("{} is not valid", path.display());
+            .into())
         }
     };
     if new == **current {
-        info!("reload: configuration unchanged");
         return Ok(None);
     }
     if new.proxy_listen() != current.proxy_listen()
@@ -590,9 +578,61 @@ async fn reload(
             }
         }
     }
-    info!(
-        backends = new.backends.len(),
-        "reload: new configuration applied"
-    );
     Ok(Some(Arc::new(new)))
+}
+
+/// A config file that does not validate, refused on reload; `lines` are those `vipd validate` prints.
+#[derive(Debug)]
+struct InvalidFile {
+    path: PathBuf,
+    lines: Vec<String>,
+}
+
+impl std::fmt::Display for InvalidFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} is not valid", self.path.display())
+    }
+}
+
+impl std::error::Error for InvalidFile {}
+
+/// Makes a reload's outcome visible to the admin endpoint and the metrics: the counters, the running config
+/// and the (possibly restarted) VRRP instance's status.
+fn publish_reload(
+    live: &SharedLive,
+    result: &anyhow::Result<Option<Arc<Config>>>,
+    instance: Option<&Instance>,
+) {
+    let mut l = live.write().unwrap_or_else(|e| e.into_inner());
+    match result {
+        Ok(Some(new)) => {
+            l.config = new.clone();
+            l.reloads += 1;
+        }
+        Ok(None) => l.reloads += 1,
+        Err(_) => l.reload_failures += 1,
+    }
+    if let Some(i) = instance {
+        l.vrrp_status = i.status();
+        l.vrrp_stats = i.stats();
+    }
+}
+
+/// Logs a reload's outcome; called once [`publish_reload`] made it visible.
+fn announce_reload(result: &anyhow::Result<Option<Arc<Config>>>) {
+    match result {
+        Ok(Some(new)) => info!(
+            backends = new.backends.len(),
+            "reload: new configuration applied"
+        ),
+        Ok(None) => info!("reload: configuration unchanged"),
+        Err(e) => {
+            if let Some(invalid) = e.downcast_ref::<InvalidFile>() {
+                for line in &invalid.lines {
+                    error!("reload: {line}");
+                }
+            }
+            error!("reload refused, the running config stays: {e:#}");
+        }
+    }
 }

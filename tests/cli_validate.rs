@@ -175,3 +175,32 @@ fn version_and_log_flags() {
         Some(2)
     );
 }
+
+#[test]
+fn subnet_with_host_bits_is_refused_with_the_network_meant() {
+    for (given, meant) in [
+        ("192.0.2.5/24", "192.0.2.0/24"),
+        ("2001:db8::5/64", "2001:db8::/64"),
+    ] {
+        let out = vipd(&[
+            "validate",
+            "--cluster-config",
+            "examples/cluster.yaml",
+            "--node",
+            "192.0.2.31",
+            "--subnet",
+            given,
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        let err = text(&out.stderr);
+        let first = err.lines().next().unwrap_or_default();
+        // The flag, the value, the rule and the fix, on one line.
+        assert!(
+            first.contains("--subnet")
+                && first.contains(given)
+                && first.contains("host bits are set")
+                && first.ends_with(&format!("did you mean {meant}?")),
+            "{err}"
+        );
+    }
+}

@@ -201,6 +201,13 @@ fn metric(text: &str, prefix: &str) -> f64 {
     metric_value(text, prefix).unwrap_or_else(|| panic!("no sample {prefix} in\n{text}"))
 }
 
+/// Waits until `prefix` reads `want` on the node's `/metrics` (a read right after a log line races the daemon).
+fn assert_metric_becomes(node: &VipdNode, prefix: &str, want: f64) {
+    if let Err(last) = node.wait_metric(prefix, want, LONG) {
+        panic!("{prefix} is {last:?}, not {want}, after {LONG:?}");
+    }
+}
+
 fn keys(v: &Value) -> BTreeSet<&str> {
     v.as_object()
         .unwrap_or_else(|| panic!("not an object: {v}"))
@@ -386,13 +393,6 @@ fn admin_endpoints_metrics_status_and_capabilities() {
     for c in &clients {
         assert!(c.progress(3), "client made no progress");
     }
-    let m1 = metrics(&node);
-    assert!(
-        metric(&m1, "vipd_vrrp_adverts_sent_total") >= sent0 + 3.0,
-        "adverts do not move"
-    );
-    assert_eq!(metric(&m1, "vipd_proxy_active_connections"), 2.0);
-    assert!(metric(&m1, "vipd_proxy_accepted_connections_total") >= 2.0);
     let bytes = |m: &str, dir: &str| -> f64 {
         [a, b]
             .iter()
@@ -405,15 +405,33 @@ fn admin_endpoints_metrics_status_and_capabilities() {
             })
             .sum()
     };
-    assert!(
-        bytes(&m1, "to_backend") > 0.0 && bytes(&m1, "to_client") > 0.0,
-        "{m1}"
-    );
+    // The counters move as traffic flows: poll until they show it rather than read once.
+    let m1 = wait_for(LONG, || {
+        let m = metrics(&node);
+        (metric(&m, "vipd_vrrp_adverts_sent_total") >= sent0 + 3.0
+            && metric(&m, "vipd_proxy_active_connections") == 2.0
+            && metric(&m, "vipd_proxy_accepted_connections_total") >= 2.0
+            && bytes(&m, "to_backend") > 0.0
+            && bytes(&m, "to_client") > 0.0)
+            .then_some(m)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "adverts, connections or bytes do not move (sent0 {sent0}):\n{}",
+            metrics(&node)
+        )
+    });
     for c in &clients {
         assert!(c.progress(3));
     }
-    let m2 = metrics(&node);
-    assert!(bytes(&m2, "to_client") > bytes(&m1, "to_client"));
+    assert!(
+        wait_for(LONG, || (bytes(&metrics(&node), "to_client")
+            > bytes(&m1, "to_client"))
+        .then_some(()))
+        .is_some(),
+        "to_client bytes stay at {}",
+        bytes(&m1, "to_client")
+    );
     let s = node.status().unwrap();
     assert_eq!(s["proxy"]["activeConnections"], 2);
     let per_backend: u64 = s["backends"]
@@ -568,8 +586,8 @@ fn reload_under_load_drops_no_established_connection() {
             );
         }
     }
+    assert_metric_becomes(&node, "vipd_config_reloads_total", 4.0);
     let m = metrics(&node);
-    assert_eq!(metric(&m, "vipd_config_reloads_total"), 4.0);
     assert_eq!(metric(&m, "vipd_config_reload_failures_total"), 0.0);
     assert_eq!(
         metric(&m, "vipd_proxy_active_connections"),
@@ -659,12 +677,8 @@ fn broken_reload_keeps_the_old_config() {
             logged, expected,
             "broken config {n}: log differs from `vipd validate`"
         );
-        let m = metrics(&node);
-        assert_eq!(
-            metric(&m, "vipd_config_reload_failures_total"),
-            (n + 1) as f64
-        );
-        assert_eq!(metric(&m, "vipd_config_reloads_total"), 0.0);
+        assert_metric_becomes(&node, "vipd_config_reload_failures_total", (n + 1) as f64);
+        assert_eq!(metric(&metrics(&node), "vipd_config_reloads_total"), 0.0);
         // The old config keeps running: same document (bar counters that move by themselves).
         let now = node.status().unwrap();
         for key in ["vrrp", "vip", "backends"] {
@@ -692,7 +706,7 @@ fn broken_reload_keeps_the_old_config() {
         .wait_line_from(cursor, LONG, |l| l
             .contains("reload: new configuration applied"))
         .is_some());
-    assert_eq!(metric(&metrics(&node), "vipd_config_reloads_total"), 1.0);
+    assert_metric_becomes(&node, "vipd_config_reloads_total", 1.0);
     assert!(client.finish().is_ok());
 }
 
@@ -1039,10 +1053,17 @@ fn reload_of_vrrp_settings_restarts_the_instance_with_a_handover() {
         .is_some());
     wait_master(&n2);
     assert!(n1.wait_state("backup", LONG).is_some());
-    let st = n1.status().unwrap();
-    assert_eq!(st["vrrp"]["priority"], 50);
-    assert_eq!(st["vrrp"]["effectivePriority"], 50);
-    assert_eq!(metric(&metrics(&n1), "vipd_config_reloads_total"), 1.0);
+    // /status follows the new instance once the reload is published: wait for it, do not read once.
+    let priorities = wait_for(LONG, || {
+        let st = n1.status().ok()?;
+        let p = (
+            st["vrrp"]["priority"].clone(),
+            st["vrrp"]["effectivePriority"].clone(),
+        );
+        (p == (50.into(), 50.into())).then_some(())
+    });
+    assert!(priorities.is_some(), "priority not 50: {:?}", n1.status());
+    assert_metric_becomes(&n1, "vipd_config_reloads_total", 1.0);
     assert!(wait_for(LONG, || lab
         .node("n2")
         .ns

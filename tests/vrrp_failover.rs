@@ -188,12 +188,15 @@ fn kill9_leaves_a_stale_vip_that_the_restarted_node_removes() {
     let lab = lab("k9", 2);
     let (n0, n1) = (lab.node("n0"), lab.node("n1"));
     let nodes = [n0, n1];
-    let p0 = start_node(n0, &NodeSpec::new(53, 100, VIP4));
     // No preemption, so the restarted node must stay backup and the stale VIP cannot hide behind a takeover.
     let mut s1 = NodeSpec::new(53, 200, VIP4);
     s1.preempt = false;
+    // n1 first: without preemption, n1 started second would stay backup whenever n0 had become master before
+    // n1 joined (a start more than n0's Master_Down_Interval later, which a loaded machine does).
     let mut p1 = start_node(n1, &s1);
     assert!(wait_state(&p1, "master", START), "{:?}", p1.lines());
+    let p0 = start_node(n0, &NodeSpec::new(53, 100, VIP4));
+    assert!(wait_state(&p0, "backup", START), "{:?}", p0.lines());
     assert_sole_holder(&nodes, VIP4, "n1", SLACK, STEADY);
 
     p1.kill9();

@@ -79,10 +79,9 @@ fn interop(tag: &str, vrid: u8, vip: IpAddr, unicast: bool) {
     let p = start_node(n0, &low);
     assert!(wait_state(&p, "backup", SLACK), "{:?}", p.lines());
     assert_sole_holder(&nodes, vip, "n1", SLACK, STEADY);
-    assert!(
-        stats(&p)["adverts_received"] > 0,
-        "no Keepalived advertisement accepted"
-    );
+    wait_stats(&p, SLACK, "a Keepalived advertisement accepted", |s| {
+        s["adverts_received"] > 0
+    });
     assert_eq!(state(&p).as_deref(), Some("backup"));
 
     if std::env::var_os("SHOW_KA").is_some() {

@@ -9,7 +9,9 @@
 //! - [`apiserver`]: a fake kube-apiserver (HTTPS `/readyz`, `/version`, watch streams, stall and not-ready
 //!   switches) and the throwaway PKI it serves with.
 //! - [`vipd`]: a vipd node: its config from a typed spec, the process in its namespace, its admin endpoint.
+//! - [`tools`]: the programs the lab runs, checked before they run (a missing one names its package).
 
 pub mod apiserver;
 pub mod netns;
+pub mod tools;
 pub mod vipd;

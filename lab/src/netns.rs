@@ -29,7 +29,9 @@ pub fn unique_name(prefix: &str) -> String {
 }
 
 /// Run a command to completion; a non-zero exit is an error carrying stderr.
+/// A missing program is an error naming it and its package ([`crate::tools::require_for`]).
 pub fn run_checked(cmd: &mut Command) -> Result<Output> {
+    crate::tools::require_for(cmd)?;
     let out = cmd.output().with_context(|| format!("spawning {cmd:?}"))?;
     if !out.status.success() {
         bail!(
@@ -84,7 +86,9 @@ impl Netns {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// Run `argv` in the namespace and report only whether it succeeded (e.g. `ping -c1`).
+    /// Run `argv` in the namespace and report only whether it succeeded (e.g. `ping -c1`). A missing program
+    /// is not a "no": it panics, naming the program and its package (at the caller's line).
+    #[track_caller]
     pub fn succeeds<I, S>(&self, argv: I) -> bool
     where
         I: IntoIterator<Item = S>,
@@ -92,6 +96,9 @@ impl Netns {
     {
         let mut it = argv.into_iter();
         let Some(prog) = it.next() else { return false };
+        if let Err(e) = crate::tools::require(prog.as_ref()) {
+            panic!("{e}");
+        }
         let mut cmd = self.command(prog);
         cmd.args(it).stdout(Stdio::null()).stderr(Stdio::null());
         cmd.status().map(|s| s.success()).unwrap_or(false)
@@ -237,7 +244,9 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// A missing program is an error naming it and its package ([`crate::tools::require_for`]).
     pub fn spawn(mut cmd: Command) -> Result<Proc> {
+        crate::tools::require_for(&cmd)?;
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -873,6 +882,20 @@ mod tests {
         for n in names {
             assert!(!list.split_whitespace().any(|w| w == n), "{n} left behind");
         }
+    }
+
+    #[test]
+    fn a_missing_tool_fails_naming_itself() {
+        let ns = Netns::new("tool").unwrap();
+        let tool = "no-such-tool-xyz";
+        let e = ns.run([tool, "-c1"]).unwrap_err().to_string();
+        assert_eq!(e, format!("{tool} not found on PATH"));
+        let e = ns.spawn_args(tool, ["x"]).unwrap_err().to_string();
+        assert_eq!(e, format!("{tool} not found on PATH"));
+        // `succeeds` answers yes or no, so a missing program is a panic with the message, not a "no".
+        let panic = std::panic::catch_unwind(|| ns.succeeds([tool, "-c1"])).unwrap_err();
+        let msg = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert_eq!(msg, format!("{tool} not found on PATH"));
     }
 
     #[test]

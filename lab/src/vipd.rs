@@ -261,6 +261,27 @@ impl VipdNode {
         let (_, body) = self.admin_get("/metrics").ok()?;
         metric_value(&body, prefix)
     }
+
+    /// Polls `/metrics` until `prefix`'s value is `want`. A log line can come before the counter it
+    /// announces is visible, so tests wait for the value instead of reading it once. On timeout: the last
+    /// value seen (`None` if there was none), for the failure message.
+    pub fn wait_metric(
+        &self,
+        prefix: &str,
+        want: f64,
+        timeout: Duration,
+    ) -> Result<(), Option<f64>> {
+        let start = Instant::now();
+        let mut last = None;
+        while start.elapsed() < timeout {
+            last = self.metric(prefix);
+            if last == Some(want) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(last)
+    }
 }
 
 /// The value of the first sample line starting with `prefix` in an OpenMetrics text.

@@ -40,9 +40,10 @@ pub(crate) fn parse(s: &mut Section, errs: &mut FieldErrors) -> MetricsConfig {
     MetricsConfig { listen }
 }
 
-/// Whether two listen addresses would take the same socket (same port, and the same or a wildcard address).
+/// Whether two listen addresses would take the same socket: the same port on overlapping addresses, by the
+/// rule `admin.listen` follows too ([`super::overlap`]).
 pub(crate) fn clash(a: SocketAddr, b: SocketAddr) -> bool {
-    a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+    a.port() == b.port() && super::overlap(a.ip(), b.ip())
 }
 
 /// `metrics.listen` against the VIP, the proxy and the admin endpoint.

@@ -221,6 +221,19 @@ fn cross_field_rules_run_even_when_other_fields_fail() {
     // Without a VIP there is nothing to relate the peers to: no guesswork.
     let y = "interface: eth0\nbackends: [192.0.2.20:6443]\nvrrp: {vrid: 1, unicastPeers: [2001:db8::2]}\n";
     assert_eq!(errors(y), ["controlPlaneVIP: is required"]);
+    // ... but the rules that do not involve it still run.
+    let y = "interface: eth0\ncontrolPlaneVIP: x\nbackends: [192.0.2.20:6443]\n\
+             vrrp: {vrid: 1, priority: 255, trackWeight: -50}\nproxy: {bind: 0.0.0.0}\n\
+             admin: {listen: 127.0.0.1:443}\n";
+    assert_eq!(
+        errors(y),
+        [
+            "controlPlaneVIP: \"x\" is not an IPv4 or IPv6 address",
+            "vrrp.trackWeight: -50 cannot apply to priority 255 (the address owner's priority never \
+             changes); use a priority below 255, trackWeight: 0 or trackWeight: fault",
+            "admin.listen: 127.0.0.1:443 collides with the proxy listener 0.0.0.0:443",
+        ]
+    );
 }
 
 #[test]
@@ -351,6 +364,22 @@ fn backend_rules() {
         &y("[192.0.2.100:443]"),
         "backends[0]: 192.0.2.100:443 is the proxy's own listen address (controlPlaneVIP:controlPlaneLBPort)",
     );
+    // One problem does not hide another: the proxy's own address and a repeat, each at its own index, also
+    // beside an entry that does not parse.
+    assert_eq!(
+        errors(&y("[192.0.2.20:6443, 192.0.2.100:443, 192.0.2.20:6443]")),
+        [
+            "backends[2]: 192.0.2.20:6443 is listed twice",
+            "backends[1]: 192.0.2.100:443 is the proxy's own listen address (controlPlaneVIP:controlPlaneLBPort)",
+        ]
+    );
+    assert_eq!(
+        errors(&y("[x, 192.0.2.100:443]")),
+        [
+            "backends[0]: \"x\" is not an address:port (IPv6 as [addr]:port, quoted in YAML)",
+            "backends[1]: 192.0.2.100:443 is the proxy's own listen address (controlPlaneVIP:controlPlaneLBPort)",
+        ]
+    );
     let c = ok(&y("['[2001:db8::20]:6443', 192.0.2.21:6443]"));
     assert_eq!(
         c.backends[0],
@@ -452,6 +481,18 @@ fn unicast_peer_rules() {
     assert_error(
         &doc("unicastPeers: 192.0.2.2", ""),
         "vrrp.unicastPeers: \"192.0.2.2\" is not a list",
+    );
+    // A failed or repeated peer does not shift the index the later rules name.
+    assert_eq!(
+        errors(&doc(
+            "unicastPeers: [192.0.2.x, 192.0.2.2, 192.0.2.2, 2001:db8::2]",
+            ""
+        )),
+        [
+            "vrrp.unicastPeers[0]: \"192.0.2.x\" is not an IPv4 or IPv6 address",
+            "vrrp.unicastPeers[2]: 192.0.2.2 is listed twice",
+            "vrrp.unicastPeers[3]: 2001:db8::2 is IPv6 but controlPlaneVIP 192.0.2.100 is IPv4",
+        ]
     );
     let c = ok(&doc("unicastPeers: [192.0.2.2, 192.0.2.3]", ""));
     assert_eq!(c.vrrp.unicast_peers.len(), 2);
@@ -647,11 +688,41 @@ fn admin_rules() {
         &doc("", "admin: {listen: localhost:9440}\n"),
         "admin.listen: \"localhost:9440\" is not an address:port (IPv6 as [addr]:port, quoted in YAML)",
     );
-    assert_error(
-        &doc("", "admin: {listen: 0.0.0.0:443}\n"),
-        "admin.listen: 0.0.0.0:443 collides with the proxy listener 192.0.2.100:443",
-    );
+    // The proxy's port is refused on an address both listeners would take: the same one, or a wildcard.
+    for (admin, proxy) in [
+        ("0.0.0.0:443", ""),
+        ("192.0.2.100:443", ""),
+        ("'[::]:443'", ""),
+        ("127.0.0.1:443", "proxy: {bind: 0.0.0.0}\n"),
+        ("'[::1]:443'", "proxy: {bind: '::'}\n"),
+    ] {
+        let c = Config::from_yaml(&doc("", &format!("{proxy}admin: {{listen: {admin}}}\n")));
+        let errs = match c {
+            Err(ConfigError::Invalid(e)) => e,
+            other => panic!("admin {admin} beside {proxy:?} accepted: {other:?}"),
+        };
+        let listen = if proxy.is_empty() {
+            "192.0.2.100:443"
+        } else if proxy.contains("::") {
+            "[::]:443"
+        } else {
+            "0.0.0.0:443"
+        };
+        assert_eq!(
+            errs.to_string(),
+            format!(
+                "admin.listen: {} collides with the proxy listener {listen}",
+                admin.trim_matches('\'')
+            )
+        );
+    }
     ok(&doc("", "admin: {listen: 0.0.0.0:9440}\n"));
+    // Another address on the same port is a separate socket: Linux lets both listen.
+    ok(&doc("", "admin: {listen: 127.0.0.1:443}\n"));
+    ok(&doc(
+        "",
+        "proxy: {bind: 0.0.0.0}\nadmin: {listen: '[::1]:443'}\n",
+    ));
 }
 
 #[test]

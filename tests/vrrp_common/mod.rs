@@ -165,6 +165,22 @@ pub fn stats(p: &NodeProc) -> HashMap<String, u64> {
     out
 }
 
+/// Polls [`stats`] until `done` holds (a counter moves some time after the packet that moves it is sent);
+/// panics with the last counters after `timeout`.
+pub fn wait_stats(
+    p: &NodeProc,
+    timeout: Duration,
+    what: &str,
+    done: impl Fn(&HashMap<String, u64>) -> bool,
+) -> HashMap<String, u64> {
+    let mut last = HashMap::new();
+    wait_for(timeout, || {
+        last = stats(p);
+        done(&last).then(|| last.clone())
+    })
+    .unwrap_or_else(|| panic!("{what}: not within {timeout:?}; counters {last:?}"))
+}
+
 fn label<'a>(line: &'a str, name: &str) -> Option<&'a str> {
     let start = line.find(&format!("{name}=\""))? + name.len() + 2;
     let len = line[start..].find('"')?;
