@@ -145,11 +145,48 @@ struct Pool {
     avoid_buggy_ips: bool,
 }
 
+/// What the cluster resource says about load balancing, read field by field (errors collected on the way).
+struct Parsed {
+    name: String,
+    /// `spec.type: admin`: an admin cluster, which runs no ingress.
+    admin: bool,
+    cp_nodes: Vec<ClusterNode>,
+    port: u16,
+    cp_vip: Option<IpAddr>,
+    cp_vip_path: String,
+    ingress: Option<IpAddr>,
+    ingress_path: String,
+    pools: Vec<Pool>,
+    ranges: Vec<Range>,
+    lb_nodes: Vec<ClusterNode>,
+    /// Where `lb_nodes` came from: the load balancer's node pool, else the control plane's.
+    lb_nodes_path: String,
+}
+
 fn check_value(doc: Value, opts: &ClusterOptions, report: &mut ClusterReport) {
-    let errs = &mut report.errors;
-    let Some(mut root) = Section::new("", doc, errs) else {
+    let Some(p) = parse_cluster(doc, &mut report.errors) else {
         return;
     };
+    report.cluster_name = p.name.clone();
+    check_pool_overlaps(&p.ranges, &mut report.errors);
+    check_control_plane_vip(&p, &mut report.errors);
+    check_ingress_vip(&p, &mut report.errors);
+    let (node, local) = find_this_node(&p, opts, &mut report.errors);
+    check_subnet(&p, opts, local, report);
+    if node.is_none() && opts.node.is_none() {
+        report.skipped.push(
+            "deriving this node's vipd config: no load-balancer node address is on this machine; \
+             add --node ADDR"
+                .to_string(),
+        );
+    }
+    if let Some(node) = node {
+        derive(&p, node, local, report);
+    }
+}
+
+fn parse_cluster(doc: Value, errs: &mut FieldErrors) -> Option<Parsed> {
+    let mut root = Section::new("", doc, errs)?;
     root.require("apiVersion", errs)
         .and_then(|v| text("apiVersion", &v, errs));
     let mut meta = root.section("metadata", errs);
@@ -158,7 +195,6 @@ fn check_value(doc: Value, opts: &ClusterOptions, report: &mut ClusterReport) {
         .and_then(|v| text("metadata.name", &v, errs))
         .unwrap_or_default();
     meta.ignore_rest();
-    report.cluster_name = name.clone();
     let mut spec = root.section("spec", errs);
     root.ignore_rest();
     let admin = spec.field(
@@ -166,7 +202,29 @@ fn check_value(doc: Value, opts: &ClusterOptions, report: &mut ClusterReport) {
         errs,
         one_of(&["admin", "user", "hybrid", "standalone"]),
     ) == Some("admin");
+    let cp_nodes = control_plane_nodes(&mut spec, errs);
+    let mut lb = spec.section("loadBalancer", errs);
+    spec.ignore_rest();
+    let mut p = Parsed {
+        name,
+        admin,
+        cp_nodes,
+        port: DEFAULT_LB_PORT,
+        cp_vip: None,
+        cp_vip_path: String::new(),
+        ingress: None,
+        ingress_path: String::new(),
+        pools: Vec::new(),
+        ranges: Vec::new(),
+        lb_nodes: Vec::new(),
+        lb_nodes_path: String::new(),
+    };
+    read_load_balancer(&mut lb, &mut p, errs);
+    lb.ignore_rest();
+    Some(p)
+}
 
+fn control_plane_nodes(spec: &mut Section, errs: &mut FieldErrors) -> Vec<ClusterNode> {
     let mut cp = spec.section("controlPlane", errs);
     let mut cp_pool = cp.section("nodePoolSpec", errs);
     let cp_nodes = match cp_pool.require("nodes", errs) {
@@ -175,9 +233,11 @@ fn check_value(doc: Value, opts: &ClusterOptions, report: &mut ClusterReport) {
     };
     cp_pool.ignore_rest();
     cp.ignore_rest();
+    cp_nodes
+}
 
-    let mut lb = spec.section("loadBalancer", errs);
-    spec.ignore_rest();
+/// `spec.loadBalancer`: mode, port, VIPs, address pools and the load-balancer nodes.
+fn read_load_balancer(lb: &mut Section, p: &mut Parsed, errs: &mut FieldErrors) {
     if let Some(v) = lb.require("mode", errs) {
         if v.as_str() != Some("bundled") {
             errs.push(
@@ -190,49 +250,46 @@ fn check_value(doc: Value, opts: &ClusterOptions, report: &mut ClusterReport) {
         }
     }
     let mut ports = lb.section("ports", errs);
-    let port = ports
+    p.port = ports
         .field("controlPlaneLBPort", errs, int(1..=65535))
         .map_or(DEFAULT_LB_PORT, |n| n as u16);
     ports.ignore_rest();
 
     let mut vips = lb.section("vips", errs);
-    let cp_vip_path = vips.path("controlPlaneVIP");
-    let cp_vip = vips
+    p.cp_vip_path = vips.path("controlPlaneVIP");
+    p.cp_vip = vips
         .require("controlPlaneVIP", errs)
-        .and_then(|v| host_ip(&cp_vip_path, &v, errs));
-    let ingress_path = vips.path("ingressVIP");
-    let ingress = vips.field("ingressVIP", errs, host_ip);
+        .and_then(|v| host_ip(&p.cp_vip_path, &v, errs));
+    p.ingress_path = vips.path("ingressVIP");
+    p.ingress = vips.field("ingressVIP", errs, host_ip);
     vips.ignore_rest();
-    if admin && ingress.is_some() {
+    if p.admin && p.ingress.is_some() {
         errs.push(
-            &ingress_path,
+            &p.ingress_path,
             "is not allowed in an admin cluster (spec.type: admin): admin clusters run no ingress",
         );
     }
 
-    let (pools, ranges) = match lb.take("addressPools") {
+    (p.pools, p.ranges) = match lb.take("addressPools") {
         Some(v) => address_pools(&lb.path("addressPools"), v, errs),
         None => (Vec::new(), Vec::new()),
     };
 
-    let lb_pool_path;
-    let lb_nodes = {
-        let mut np = lb.section("nodePoolSpec", errs);
-        lb_pool_path = np.path("nodes");
-        let n = np.take("nodes").map(|v| nodes(&lb_pool_path, v, errs));
-        np.ignore_rest();
-        n
-    };
-    lb.ignore_rest();
-    let (lb_nodes, lb_nodes_path) = match lb_nodes {
+    let mut np = lb.section("nodePoolSpec", errs);
+    let lb_pool_path = np.path("nodes");
+    let lb_nodes = np.take("nodes").map(|v| nodes(&lb_pool_path, v, errs));
+    np.ignore_rest();
+    (p.lb_nodes, p.lb_nodes_path) = match lb_nodes {
         Some(n) => (n, lb_pool_path),
         None => (
-            cp_nodes.clone(),
+            p.cp_nodes.clone(),
             "spec.controlPlane.nodePoolSpec.nodes".to_string(),
         ),
     };
+}
 
-    // Overlaps, within a pool or across pools.
+/// Overlaps, within a pool or across pools.
+fn check_pool_overlaps(ranges: &[Range], errs: &mut FieldErrors) {
     for (i, a) in ranges.iter().enumerate() {
         for b in &ranges[..i] {
             if a.start.is_ipv4() == b.start.is_ipv4()
@@ -246,121 +303,134 @@ fn check_value(doc: Value, opts: &ClusterOptions, report: &mut ClusterReport) {
             }
         }
     }
+}
 
-    if let Some(vip) = cp_vip {
-        if let Some(r) = ranges.iter().find(|r| r.contains(vip)) {
+/// The control-plane VIP is in no address pool and of the load-balancer nodes' family.
+fn check_control_plane_vip(p: &Parsed, errs: &mut FieldErrors) {
+    let Some(vip) = p.cp_vip else { return };
+    if let Some(r) = p.ranges.iter().find(|r| r.contains(vip)) {
+        errs.push(
+            &p.cp_vip_path,
+            format!("{vip} is inside address pool range {:?} ({}); the control-plane VIP must be in no pool", r.text, r.path),
+        );
+    }
+    for (i, n) in p.lb_nodes.iter().enumerate() {
+        if n.l2().is_ipv4() != vip.is_ipv4() {
             errs.push(
-                &cp_vip_path,
-                format!("{vip} is inside address pool range {:?} ({}); the control-plane VIP must be in no pool", r.text, r.path),
+                format!("{}[{i}]", p.lb_nodes_path),
+                format!("{} is not the same family as controlPlaneVIP {vip}", n.l2()),
             );
         }
-        for (i, n) in lb_nodes.iter().enumerate() {
-            if n.l2().is_ipv4() != vip.is_ipv4() {
-                errs.push(
-                    format!("{lb_nodes_path}[{i}]"),
-                    format!("{} is not the same family as controlPlaneVIP {vip}", n.l2()),
-                );
-            }
-        }
     }
-    if let Some(vip) = ingress {
-        match ranges.iter().find(|r| r.contains(vip)) {
-            None if !admin => errs.push(&ingress_path, format!("{vip} is in no address pool")),
-            None => {}
-            Some(r) if pools[r.pool].avoid_buggy_ips && is_buggy(vip) => {
-                errs.push(
-                    &ingress_path,
-                    format!(
-                        "{vip} ends in .0 or .255, which pool {:?} excludes (avoidBuggyIPs: true)",
-                        pools[r.pool].name.as_deref().unwrap_or("")
-                    ),
-                );
-            }
-            Some(_) => {}
-        }
-    }
+}
 
-    // This node: --node, or the load-balancer node whose address is on this machine.
-    let mut node = None;
-    let mut local: Option<&LocalAddr> = None;
-    if let Some(want) = opts.node {
-        match lb_nodes
-            .iter()
-            .find(|n| n.address == want || n.k8s_ip == Some(want))
-        {
-            Some(n) => node = Some(*n),
-            None => errs.push(
-                "--node",
-                format!("{want} is not a load-balancer node ({lb_nodes_path})"),
-            ),
+/// The ingress VIP is in an address pool (admin clusters excepted) and not an address its pool excludes.
+fn check_ingress_vip(p: &Parsed, errs: &mut FieldErrors) {
+    let Some(vip) = p.ingress else { return };
+    match p.ranges.iter().find(|r| r.contains(vip)) {
+        None if !p.admin => errs.push(&p.ingress_path, format!("{vip} is in no address pool")),
+        None => {}
+        Some(r) if p.pools[r.pool].avoid_buggy_ips && is_buggy(vip) => {
+            errs.push(
+                &p.ingress_path,
+                format!(
+                    "{vip} ends in .0 or .255, which pool {:?} excludes (avoidBuggyIPs: true)",
+                    p.pools[r.pool].name.as_deref().unwrap_or("")
+                ),
+            );
         }
-    } else {
-        node = lb_nodes.iter().copied().find(|n| {
+        Some(_) => {}
+    }
+}
+
+/// This node: `--node`, or the load-balancer node whose address is on this machine; and the local address
+/// that holds its L2 address, when it is this machine.
+fn find_this_node<'a>(
+    p: &Parsed,
+    opts: &'a ClusterOptions,
+    errs: &mut FieldErrors,
+) -> (Option<ClusterNode>, Option<&'a LocalAddr>) {
+    let node = match opts.node {
+        Some(want) => {
+            let found = p
+                .lb_nodes
+                .iter()
+                .copied()
+                .find(|n| n.address == want || n.k8s_ip == Some(want));
+            if found.is_none() {
+                errs.push(
+                    "--node",
+                    format!("{want} is not a load-balancer node ({})", p.lb_nodes_path),
+                );
+            }
+            found
+        }
+        None => p.lb_nodes.iter().copied().find(|n| {
             opts.local_addrs
                 .iter()
                 .any(|l| l.cidr.addr == n.l2() || l.cidr.addr == n.address)
-        });
-    }
-    if let Some(n) = node {
-        local = opts.local_addrs.iter().find(|l| l.cidr.addr == n.l2());
-    }
+        }),
+    };
+    let local = node.and_then(|n| opts.local_addrs.iter().find(|l| l.cidr.addr == n.l2()));
+    (node, local)
+}
 
-    // The L2 subnet: --subnet, else the local interface's prefix.
+/// The L2 subnet (`--subnet`, else the local interface's prefix) holds every load-balancer node, the
+/// control-plane VIP and every address pool range; skipped, and said so, when the subnet is unknown.
+fn check_subnet(
+    p: &Parsed,
+    opts: &ClusterOptions,
+    local: Option<&LocalAddr>,
+    report: &mut ClusterReport,
+) {
     let subnet = opts
         .subnet
         .or(local.map(|l| l.cidr))
         .map(|c| Cidr::new(c.network(), c.prefix).unwrap_or(c));
-    match subnet {
-        Some(net) => {
-            for (i, n) in lb_nodes.iter().enumerate() {
-                if !net.contains(n.l2()) {
-                    let which = if n.k8s_ip.is_some() {
-                        "k8sIP"
-                    } else {
-                        "address"
-                    };
-                    errs.push(
-                        format!("{lb_nodes_path}[{i}].{which}"),
-                        format!("{} is not in the load-balancer subnet {net}", n.l2()),
-                    );
-                }
-            }
-            if let Some(vip) = cp_vip {
-                if !net.contains(vip) {
-                    errs.push(
-                        &cp_vip_path,
-                        format!("{vip} is not in the load-balancer nodes' subnet {net}"),
-                    );
-                }
-            }
-            for r in &ranges {
-                if !(net.contains(r.start) && net.contains(r.end)) {
-                    errs.push(
-                        &r.path,
-                        format!("{:?} is not inside the load-balancer subnet {net}", r.text),
-                    );
-                }
-            }
-        }
-        None => {
-            report.skipped.push(
-                "the L2 subnet checks (load-balancer nodes in one subnet, controlPlaneVIP in it, every \
-                 address pool range in it): no load-balancer node address is on this machine; run \
-                 `vipd validate --cluster-config FILE` on a load-balancer node, or add --subnet CIDR"
-                    .to_string(),
+    let Some(net) = subnet else {
+        report.skipped.push(
+            "the L2 subnet checks (load-balancer nodes in one subnet, controlPlaneVIP in it, every \
+             address pool range in it): no load-balancer node address is on this machine; run \
+             `vipd validate --cluster-config FILE` on a load-balancer node, or add --subnet CIDR"
+                .to_string(),
+        );
+        return;
+    };
+    let errs = &mut report.errors;
+    for (i, n) in p.lb_nodes.iter().enumerate() {
+        if !net.contains(n.l2()) {
+            let which = if n.k8s_ip.is_some() {
+                "k8sIP"
+            } else {
+                "address"
+            };
+            errs.push(
+                format!("{}[{i}].{which}", p.lb_nodes_path),
+                format!("{} is not in the load-balancer subnet {net}", n.l2()),
             );
         }
     }
-    if node.is_none() && opts.node.is_none() {
-        report.skipped.push(
-            "deriving this node's vipd config: no load-balancer node address is on this machine; \
-             add --node ADDR"
-                .to_string(),
-        );
+    if let Some(vip) = p.cp_vip {
+        if !net.contains(vip) {
+            errs.push(
+                &p.cp_vip_path,
+                format!("{vip} is not in the load-balancer nodes' subnet {net}"),
+            );
+        }
     }
+    for r in &p.ranges {
+        if !(net.contains(r.start) && net.contains(r.end)) {
+            errs.push(
+                &r.path,
+                format!("{:?} is not inside the load-balancer subnet {net}", r.text),
+            );
+        }
+    }
+}
 
-    let Some(node) = node else { return };
-    let Some(vip) = cp_vip else { return };
+/// This node's vipd config, when the file has no error: the derived `Config` must pass vipd's own checks too.
+fn derive(p: &Parsed, node: ClusterNode, local: Option<&LocalAddr>, report: &mut ClusterReport) {
+    let Some(vip) = p.cp_vip else { return };
     if !report.errors.is_empty() {
         return;
     }
@@ -368,14 +438,16 @@ fn check_value(doc: Value, opts: &ClusterOptions, report: &mut ClusterReport) {
     let config = Config {
         interface: interface.clone().unwrap_or_default(),
         control_plane_vip: vip,
-        control_plane_lb_port: port,
-        backends: cp_nodes
+        control_plane_lb_port: p.port,
+        backends: p
+            .cp_nodes
             .iter()
             .map(|n| SocketAddr::new(n.l2(), APISERVER_PORT))
             .collect(),
         vrrp: VrrpConfig {
-            vrid: vrid_for(&name),
-            unicast_peers: lb_nodes
+            vrid: vrid_for(&p.name),
+            unicast_peers: p
+                .lb_nodes
                 .iter()
                 .map(ClusterNode::l2)
                 .filter(|a| *a != node.l2())
