@@ -20,7 +20,7 @@ use tracing::{error, info, warn};
 
 use crate::admin::{self, AdminState, BackendStatus, ProxyStatus, StatusDoc, VipStatus, VrrpState};
 use crate::config::fmt_duration;
-use crate::config::{Balance, Checksum, Config, HealthKind, Track};
+use crate::config::{Balance, Checksum, Config, HealthKind, Track, UNHEALTHY_PRIORITY};
 use crate::live::{Live, SharedLive};
 use crate::metrics;
 use crate::notify::Notifier;
@@ -118,6 +118,14 @@ pub fn track_decision(cfg: &Config, any_healthy: bool) -> TrackDecision {
             priority: base,
             fault: false,
         },
+        (false, Track::Lowest) if base != Priority::OWNER => TrackDecision {
+            priority: UNHEALTHY_PRIORITY,
+            fault: false,
+        },
+        (false, Track::Lowest) => TrackDecision {
+            priority: base,
+            fault: false,
+        },
         (false, Track::Weight(w)) => TrackDecision {
             priority: tracked_priority(base, w),
             fault: false,
@@ -200,6 +208,12 @@ fn log_start(config_path: &Path, cfg: &Config) {
         "starting vipd {}",
         env!("CARGO_PKG_VERSION")
     );
+    if cfg.vrrp.priority == Priority::OWNER && cfg.vrrp.track != Track::Fault {
+        info!(
+            "priority 255: this node owns the VIP and its priority never changes, so tracking does not move the \
+             VIP away from it (trackWeight: fault would)"
+        );
+    }
 }
 
 /// The running daemon: every task and handle `run` starts, and what the signal loop needs to drive them.
@@ -646,6 +660,12 @@ async fn track_health(
                         "no healthy backend: {}",
                         match cfg.vrrp.track {
                             Track::Fault => "VRRP goes to fault".to_string(),
+                            Track::Lowest if cfg.vrrp.priority == Priority::OWNER => {
+                                "VRRP priority stays 255 (address owner)".to_string()
+                            }
+                            Track::Lowest => format!(
+                                "VRRP priority drops to {UNHEALTHY_PRIORITY} (lowest), below every healthy node"
+                            ),
                             Track::Weight(w) => format!("VRRP priority adjusted by {w}"),
                         }
                     );
@@ -790,3 +810,6 @@ fn announce_reload(result: &anyhow::Result<Option<Arc<Config>>>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -91,7 +91,7 @@ fn base_derives_the_node_config() {
     assert_eq!(c.vrrp.unicast_peers, [ip("192.0.2.12"), ip("192.0.2.13")]);
     assert_eq!(c.vrrp.unicast_source, Some(ip("192.0.2.11")));
     assert_eq!(c.vrrp.vrid, vrid_for("prod"));
-    assert_eq!(c.vrrp.track, Track::Weight(-50));
+    assert_eq!(c.vrrp.track, Track::Lowest);
     assert_eq!(r.cluster_name, "prod");
 }
 
