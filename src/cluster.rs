@@ -24,7 +24,8 @@
 //!
 //! Derived for the node: VIP and port, backends = control-plane nodes on :6443, unicast peers = the other
 //! load-balancer nodes, unicast source = this node, VRID derived from `metadata.name` (so two clusters on one
-//! L2 segment do not share a VRID by default), everything else at its default. A node's L2 address is its
+//! L2 segment do not share a VRID by default), priority from the node's position in the load-balancer pool,
+//! everything else at its default. `merge` adds what the optional `--config` file says. A node's L2 address is its
 //! `k8sIP` when set, else its `address`.
 
 use std::collections::BTreeMap;
@@ -36,7 +37,7 @@ use serde_json::Value;
 use crate::config::fields::{boolean, int, ip, list, one_of, show, text, FieldErrors, Section};
 use crate::config::{Config, ConfigError, VrrpConfig, DEFAULT_LB_PORT};
 use crate::localnet::{to_u128, Cidr, LocalAddr};
-use vrrp::proto::Vrid;
+use vrrp::proto::{Priority, Vrid};
 
 /// kube-apiserver's port on the control-plane nodes.
 pub const APISERVER_PORT: u16 = 6443;
@@ -74,6 +75,8 @@ pub struct ClusterReport {
     pub errors: FieldErrors,
     /// Checks that could not run here, each with how to run it.
     pub skipped: Vec<String>,
+    /// Allowed, but probably not what was meant (a tracking weight that cannot move the VIP).
+    pub warnings: Vec<String>,
     /// This node's config, when the node could be found and there is no error.
     pub derived: Option<Derived>,
 }
@@ -81,6 +84,9 @@ pub struct ClusterReport {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Derived {
     pub node: ClusterNode,
+    /// The load-balancer nodes in file order (this node among them), and where that list is in the file.
+    pub lb_nodes: Vec<ClusterNode>,
+    pub lb_nodes_path: String,
     /// The local interface holding the node's L2 address; `None` when the node is not this machine.
     pub interface: Option<String>,
     /// The config, with `interface` empty when unknown.
@@ -453,6 +459,7 @@ fn derive(p: &Parsed, node: ClusterNode, local: Option<&LocalAddr>, report: &mut
                 .filter(|a| *a != node.l2())
                 .collect(),
             unicast_source: Some(node.l2()),
+            priority: position_priority(p.lb_nodes.iter().position(|n| *n == node).unwrap_or(0)),
             ..VrrpConfig::default()
         },
         health: Default::default(),
@@ -472,9 +479,19 @@ fn derive(p: &Parsed, node: ClusterNode, local: Option<&LocalAddr>, report: &mut
     }
     report.derived = Some(Derived {
         node,
+        lb_nodes: p.lb_nodes.clone(),
+        lb_nodes_path: p.lb_nodes_path.clone(),
         interface,
         config,
     });
+}
+
+/// A load-balancer node's priority when no `--config` sets one: by position in the node pool, first highest
+/// (200, 190, 180, ... never below 2, which the default tracking needs). A node added at the end of the list
+/// changes no existing node's priority, so nothing moves when the pool grows.
+pub fn position_priority(index: usize) -> Priority {
+    let p = 200usize.saturating_sub(10 * index).max(2);
+    Priority(p as u8)
 }
 
 /// VRID from the cluster name (FNV-1a folded into 1..=255): stable per cluster, different across clusters
@@ -647,16 +664,20 @@ pub fn render(file: &str, report: &ClusterReport) -> String {
     for s in &report.skipped {
         let _ = writeln!(out, "skipped: {s}");
     }
+    for w in &report.warnings {
+        let _ = writeln!(out, "warning: {w}");
+    }
     if report.errors.is_empty() {
         let what = match &report.derived {
             Some(d) => format!(
-                "node {} on {}: VIP {}, {} backends, {} unicast peers, VRID {}",
+                "node {} on {}: VIP {}, {} backends, {} unicast peers, VRID {}, priority {}",
                 d.node.address,
                 d.interface.as_deref().unwrap_or("an unknown interface"),
                 SocketAddr::new(d.config.control_plane_vip, d.config.control_plane_lb_port),
                 d.config.backends.len(),
                 d.config.vrrp.unicast_peers.len(),
                 d.config.vrrp.vrid,
+                d.config.vrrp.priority,
             ),
             None => "no node derived".to_string(),
         };
@@ -674,6 +695,8 @@ pub fn render(file: &str, report: &ClusterReport) -> String {
     }
     out
 }
+
+pub mod merge;
 
 #[cfg(test)]
 mod tests;

@@ -6,6 +6,7 @@
 pub mod duration;
 pub mod fields;
 pub mod metrics;
+pub mod print;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -88,6 +89,23 @@ pub enum Track {
     Weight(i16),
     /// The instance goes to the fault state and gives up the VIP.
     Fault,
+}
+
+impl Track {
+    /// The priority a node configured with `base` advertises while it has no healthy backend; `None` for
+    /// `Fault` (the node leaves instead). Tracking never makes or unmakes an address owner (255) and never
+    /// means "leaving" (0): a weight is kept within 1..=254.
+    pub fn unhealthy_priority(self, base: Priority) -> Option<Priority> {
+        match self {
+            Track::Fault => None,
+            _ if base == Priority::OWNER => Some(base),
+            Track::Lowest => Some(UNHEALTHY_PRIORITY),
+            Track::Weight(w) => {
+                let p = (i32::from(base.get()) + i32::from(w)).clamp(1, 254);
+                Some(Priority(p as u8))
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -94,14 +94,12 @@ pub fn instance_config(cfg: &Config) -> InstanceConfig {
     }
 }
 
-/// The priority this node advertises while it has no healthy backend: configured + weight, kept within
-/// 1..=254 (tracking never makes or unmakes an address owner, and never means "leaving").
+/// The priority this node advertises while it has no healthy backend with a numeric weight: configured +
+/// weight, kept within 1..=254 (see `Track::unhealthy_priority`).
 pub fn tracked_priority(base: Priority, weight: i16) -> Priority {
-    if base == Priority::OWNER {
-        return base;
-    }
-    let p = (i32::from(base.get()) + i32::from(weight)).clamp(1, 254);
-    Priority(p as u8)
+    Track::Weight(weight)
+        .unhealthy_priority(base)
+        .unwrap_or(base)
 }
 
 /// What tracking asks of VRRP for a given health picture.
@@ -113,24 +111,18 @@ pub struct TrackDecision {
 
 pub fn track_decision(cfg: &Config, any_healthy: bool) -> TrackDecision {
     let base = cfg.vrrp.priority;
-    match (any_healthy, cfg.vrrp.track) {
-        (true, _) => TrackDecision {
+    if any_healthy {
+        return TrackDecision {
             priority: base,
             fault: false,
-        },
-        (false, Track::Lowest) if base != Priority::OWNER => TrackDecision {
-            priority: UNHEALTHY_PRIORITY,
+        };
+    }
+    match cfg.vrrp.track.unhealthy_priority(base) {
+        Some(priority) => TrackDecision {
+            priority,
             fault: false,
         },
-        (false, Track::Lowest) => TrackDecision {
-            priority: base,
-            fault: false,
-        },
-        (false, Track::Weight(w)) => TrackDecision {
-            priority: tracked_priority(base, w),
-            fault: false,
-        },
-        (false, Track::Fault) => TrackDecision {
+        None => TrackDecision {
             priority: base,
             fault: true,
         },
