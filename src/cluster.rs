@@ -71,6 +71,8 @@ impl ClusterNode {
 #[derive(Debug, Clone, Default)]
 pub struct ClusterReport {
     pub cluster_name: String,
+    /// The load-balancer nodes, in file order (empty when they could not be read).
+    pub lb_nodes: Vec<ClusterNode>,
     /// Rule violations; any one makes the file invalid.
     pub errors: FieldErrors,
     /// Checks that could not run here, each with how to run it.
@@ -174,6 +176,7 @@ fn check_value(doc: Value, opts: &ClusterOptions, report: &mut ClusterReport) {
         return;
     };
     report.cluster_name = p.name.clone();
+    report.lb_nodes = p.lb_nodes.clone();
     check_pool_overlaps(&p.ranges, &mut report.errors);
     check_control_plane_vip(&p, &mut report.errors);
     check_ingress_vip(&p, &mut report.errors);

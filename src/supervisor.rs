@@ -7,7 +7,7 @@
 //! its settings changed.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::admin::{self, AdminState, BackendStatus, ProxyStatus, StatusDoc, VipStatus, VrrpState};
+use crate::cluster::merge::{self, ClusterSources};
 use crate::config::fmt_duration;
 use crate::config::{Balance, Checksum, Config, HealthKind, Track, UNHEALTHY_PRIORITY};
 use crate::live::{Live, SharedLive};
@@ -26,6 +27,44 @@ use crate::metrics;
 use crate::notify::Notifier;
 use vrrp::proto::{ChecksumMode, Priority};
 use vrrp::sys::{Instance, InstanceConfig};
+
+/// Where the running config comes from, read at start and again on every SIGHUP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// `--config FILE`: vipd's own schema.
+    File(PathBuf),
+    /// `--cluster-config FILE [--config FILE] [--node ADDR]`: derived for this node (`cluster::merge`).
+    Cluster(ClusterSources),
+}
+
+impl ConfigSource {
+    /// Reads and checks the file(s) with every rule `validate` applies; the error is the lines it prints.
+    /// Warnings (a tracking weight that cannot move the VIP) come with the config.
+    pub fn load(&self) -> Result<(Config, Vec<String>), Vec<String>> {
+        match self {
+            ConfigSource::File(path) => Config::load(path)
+                .map(|c| (c, Vec::new()))
+                .map_err(|e| e.lines(path)),
+            ConfigSource::Cluster(src) => {
+                let local = crate::localnet::local_addrs()
+                    .map_err(|e| vec![format!("cannot list this machine's addresses: {e}")])?;
+                let r = merge::resolve(src, local).map_err(|r| r.0)?;
+                Ok((r.config, r.report.warnings))
+            }
+        }
+    }
+
+    /// For the log: the file(s).
+    pub fn describe(&self) -> String {
+        match self {
+            ConfigSource::File(p) => p.display().to_string(),
+            ConfigSource::Cluster(src) => match &src.config {
+                Some(c) => format!("{} with {}", src.cluster.display(), c.display()),
+                None => src.cluster.display().to_string(),
+            },
+        }
+    }
+}
 
 /// How long start-up waits for the first round of health checks before VRRP joins, so that the node joins
 /// with the priority its backends deserve instead of moving the VIP a second later.
@@ -143,16 +182,16 @@ fn to_proxy_backends(snap: &health::Snapshot) -> proxy::Backends {
 /// Runs the daemon until SIGTERM / SIGINT; returns once the VIP is handed over and the proxy is drained.
 ///
 /// Capabilities are checked and dropped by the caller, before the runtime starts (they are per thread).
-pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
+pub async fn run(source: ConfigSource, cfg: Config) -> anyhow::Result<()> {
     // Handlers first: until they exist, SIGTERM kills the process outright (a VIP may stay behind) and SIGHUP
     // kills it too. A signal received during start-up waits in its stream and is handled by the main loop.
     let mut signals = Signals::install()?;
     let cfg = Arc::new(cfg);
-    log_start(&config_path, &cfg);
+    log_start(&source, &cfg);
     let mut daemon = Daemon::start(cfg).await?;
     daemon.join_vrrp().await?;
     daemon.announce_ready();
-    daemon.serve(&config_path, &mut signals).await;
+    daemon.serve(&source, &mut signals).await;
     daemon.stop().await;
     Ok(())
 }
@@ -188,9 +227,9 @@ impl Signals {
     }
 }
 
-fn log_start(config_path: &Path, cfg: &Config) {
+fn log_start(source: &ConfigSource, cfg: &Config) {
     info!(
-        config = %config_path.display(),
+        config = %source.describe(),
         vip = %cfg.control_plane_vip,
         port = cfg.control_plane_lb_port,
         interface = %cfg.interface,
@@ -348,7 +387,7 @@ impl Daemon {
     }
 
     /// The signal loop: reloads on SIGHUP, forwards tracking decisions, returns on SIGTERM / SIGINT.
-    async fn serve(&mut self, config_path: &Path, signals: &mut Signals) {
+    async fn serve(&mut self, source: &ConfigSource, signals: &mut Signals) {
         loop {
             tokio::select! {
                 received = signals.next() => match received {
@@ -356,7 +395,7 @@ impl Daemon {
                         info!("{name}: handing over the VIP and draining");
                         return;
                     }
-                    Received::Reload => self.on_sighup(config_path).await,
+                    Received::Reload => self.on_sighup(source).await,
                 },
                 changed = self.track_rx.changed() => {
                     if changed.is_err() { return; }
@@ -366,10 +405,10 @@ impl Daemon {
         }
     }
 
-    async fn on_sighup(&mut self, config_path: &Path) {
+    async fn on_sighup(&mut self, source: &ConfigSource) {
         let _ = self.notifier.reloading();
         let result = reload(
-            config_path,
+            source,
             &self.current,
             &self.checker,
             &self.proxy_handle,
@@ -682,18 +721,23 @@ async fn track_health(
 /// Applies a new config file. `Ok(None)` when nothing changed, `Ok(Some)` with the config now running; an error
 /// leaves everything as it was.
 async fn reload(
-    path: &Path,
+    source: &ConfigSource,
     current: &Arc<Config>,
     checker: &health::HealthChecker,
     proxy: &proxy::ProxyHandle,
     instance: &mut Option<Instance>,
 ) -> anyhow::Result<Option<Arc<Config>>> {
-    let new = match Config::load(path) {
-        Ok(c) => c,
-        Err(e) => {
+    let new = match source.load() {
+        Ok((c, warnings)) => {
+            for w in warnings {
+                warn!("reload: {w}");
+            }
+            c
+        }
+        Err(lines) => {
             return Err(InvalidFile {
-                path: path.to_path_buf(),
-                lines: e.lines(path),
+                what: source.describe(),
+                lines,
             }
             .into())
         }
@@ -750,13 +794,14 @@ async fn reload(
 /// A config file that does not validate, refused on reload; `lines` are those `vipd validate` prints.
 #[derive(Debug)]
 struct InvalidFile {
-    path: PathBuf,
+    /// The file, or the files with `--cluster-config`.
+    what: String,
     lines: Vec<String>,
 }
 
 impl std::fmt::Display for InvalidFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} is not valid", self.path.display())
+        write!(f, "{} is not valid", self.what)
     }
 }
 

@@ -41,8 +41,28 @@ pub struct Resolved {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refused(pub Vec<String>);
 
+/// Stands in for the interface when a config is derived for another machine (`vipd manifest --node`): the pod
+/// finds the real one when it runs. Nothing reads it but the printed manifest's own fields.
+pub const ELSEWHERE_INTERFACE: &str = "on-the-node";
+
+/// Whether the node's interface must be known: yes to run or print a config, no to write another node's manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interface {
+    Required,
+    FoundOnTheNode,
+}
+
 /// Reads both files and derives this node's config; `local_addrs` is this machine (a parameter for tests).
 pub fn resolve(src: &ClusterSources, local_addrs: Vec<LocalAddr>) -> Result<Resolved, Refused> {
+    resolve_for(src, local_addrs, Interface::Required)
+}
+
+/// [`resolve`], for a node that may be another machine when `interface` says so.
+pub fn resolve_for(
+    src: &ClusterSources,
+    local_addrs: Vec<LocalAddr>,
+    interface: Interface,
+) -> Result<Resolved, Refused> {
     let opts = ClusterOptions {
         node: src.node,
         subnet: src.subnet,
@@ -53,11 +73,14 @@ pub fn resolve(src: &ClusterSources, local_addrs: Vec<LocalAddr>) -> Result<Reso
     if !report.errors.is_empty() {
         return Err(Refused(lines(&render(&cluster_file, &report))));
     }
-    let Some(derived) = report.derived.clone() else {
+    let Some(mut derived) = report.derived.clone() else {
         return Err(Refused(vec![format!(
             "{cluster_file}: no load-balancer node's address is on this machine; add --node ADDR"
         )]));
     };
+    if derived.interface.is_none() && interface == Interface::FoundOnTheNode {
+        derived.interface = Some(ELSEWHERE_INTERFACE.to_string());
+    }
     let config_file = src.config.as_ref().map(|p| p.display().to_string());
     let user = match &src.config {
         Some(path) => read_vipd_config(path)?,
@@ -80,8 +103,10 @@ pub fn resolve(src: &ClusterSources, local_addrs: Vec<LocalAddr>) -> Result<Reso
         return Err(refused(errs, config_file.as_deref(), &cluster_file));
     }
     report.warnings = tracking_warnings(&config, &derived, written.priority);
+    let interface = (config.interface != ELSEWHERE_INTERFACE).then(|| config.interface.clone());
     report.derived = Some(Derived {
         config: config.clone(),
+        interface,
         ..derived
     });
     Ok(Resolved { config, report })
@@ -158,15 +183,19 @@ fn fill_topology(
     let text = |v: &dyn ToString| Value::String(v.to_string());
     match &d.interface {
         Some(i) => put(&mut user, "interface", text(i)),
-        None if !user.contains_key("interface") => errs.push(
-            "interface",
-            format!(
-                "node {}'s address {} is on no interface of this machine; run on that node, or set interface in {}",
-                d.node.address,
-                d.node.l2(),
-                config_file.unwrap_or("a --config file")
-            ),
-        ),
+        None if !user.contains_key("interface") => {
+            errs.push(
+                "interface",
+                format!(
+                    "node {}'s address {} is on no interface of this machine; run on that node, or set interface in {}",
+                    d.node.address,
+                    d.node.l2(),
+                    config_file.unwrap_or("a --config file")
+                ),
+            );
+            // Said once: not again as "is required" by the schema.
+            put(&mut user, "interface", text(&ELSEWHERE_INTERFACE));
+        }
         None => {}
     }
     put(&mut user, "controlPlaneVIP", text(&c.control_plane_vip));
@@ -214,11 +243,11 @@ fn check_agreement(
         if written && ours != theirs {
             errs.push(
                 key,
-                format!("{ours} in {here} disagrees with {place} in {cluster_file}: {theirs}"),
+                format!("{ours} (in {here}) disagrees with {place}: {theirs} (in {cluster_file})"),
             );
         }
     };
-    if let Some(i) = &d.interface {
+    if let Some(i) = d.interface.as_ref().filter(|i| *i != ELSEWHERE_INTERFACE) {
         let place = format!("the interface holding {}", d.node.l2());
         differ(
             w.interface,
