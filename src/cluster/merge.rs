@@ -336,3 +336,232 @@ pub fn tracking_warnings(c: &Config, d: &Derived, priority_written: bool) -> Vec
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+    use vrrp::proto::Priority;
+
+    /// Three load-balancer nodes (.31, .32, .33) in front of three control-plane nodes.
+    const CLUSTER: &str = "apiVersion: baremetal.cluster.gke.io/v1
+kind: Cluster
+metadata: {name: prod}
+spec:
+  controlPlane:
+    nodePoolSpec:
+      nodes: [{address: 192.0.2.11}, {address: 192.0.2.12}, {address: 192.0.2.13}]
+  loadBalancer:
+    mode: bundled
+    ports: {controlPlaneLBPort: 8443}
+    vips: {controlPlaneVIP: 192.0.2.100}
+    nodePoolSpec:
+      nodes: [{address: 192.0.2.31}, {address: 192.0.2.32}, {address: 192.0.2.33}]
+";
+
+    struct Files(PathBuf);
+
+    impl Files {
+        fn new(tag: &str) -> Files {
+            let dir = std::env::temp_dir().join(format!("vipd-merge-{tag}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("cluster.yaml"), CLUSTER).unwrap();
+            Files(dir)
+        }
+        fn sources(&self, config: Option<&str>, node: Option<&str>) -> ClusterSources {
+            let config = config.map(|text| {
+                let p = self.0.join("vipd.yaml");
+                std::fs::write(&p, text).unwrap();
+                p
+            });
+            ClusterSources {
+                cluster: self.0.join("cluster.yaml"),
+                config,
+                node: node.map(|n| n.parse().unwrap()),
+                subnet: None,
+            }
+        }
+    }
+
+    impl Drop for Files {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// This machine is node `addr` on eth1.
+    fn machine(addr: &str) -> Vec<LocalAddr> {
+        vec![LocalAddr {
+            interface: "eth1".into(),
+            cidr: format!("{addr}/24").parse().unwrap(),
+        }]
+    }
+
+    fn resolved(files: &Files, config: Option<&str>, on: &str) -> Resolved {
+        resolve(&files.sources(config, None), machine(on)).unwrap_or_else(|r| panic!("{:#?}", r.0))
+    }
+
+    fn refused(files: &Files, config: Option<&str>, on: &str) -> Vec<String> {
+        match resolve(&files.sources(config, None), machine(on)) {
+            Ok(r) => panic!("accepted: {:?}", r.config),
+            Err(r) => r.0,
+        }
+    }
+
+    fn shown(p: &Path) -> String {
+        p.display().to_string()
+    }
+
+    #[test]
+    fn the_cluster_configuration_alone_gives_a_running_config() {
+        let f = Files::new("alone");
+        let c = resolved(&f, None, "192.0.2.32").config;
+        assert_eq!(c.interface, "eth1");
+        assert_eq!(c.control_plane_vip.to_string(), "192.0.2.100");
+        assert_eq!(c.control_plane_lb_port, 8443);
+        assert_eq!(c.backends.len(), 3);
+        let peers: Vec<String> = c.vrrp.unicast_peers.iter().map(|p| p.to_string()).collect();
+        assert_eq!(peers, ["192.0.2.31", "192.0.2.33"]);
+        assert_eq!(c.vrrp.unicast_source, Some("192.0.2.32".parse().unwrap()));
+        assert_eq!(c.vrrp.vrid, super::super::vrid_for("prod"));
+        // Second in the pool: 190; the first has 200, the third 180.
+        assert_eq!(c.vrrp.priority, Priority(190));
+        assert_eq!(c.vrrp.track, Track::Lowest);
+    }
+
+    #[test]
+    fn the_small_config_gives_what_the_cluster_configuration_does_not() {
+        let f = Files::new("small");
+        let small =
+            "vrrp: {vrid: 51, advertInterval: 100ms}\nhealth: {type: tcp, caFile: /etc/ca.pem}\n\
+                     admin: {listen: 127.0.0.1:9555}\n";
+        let c = resolved(&f, Some(small), "192.0.2.31").config;
+        assert_eq!(
+            c.vrrp.vrid.get(),
+            51,
+            "a VRID set in --config matches an existing router"
+        );
+        assert_eq!(c.vrrp.advert_interval.as_duration().as_millis(), 100);
+        assert_eq!(
+            c.vrrp.priority,
+            Priority(200),
+            "no priority in --config: by position"
+        );
+        assert_eq!(c.health.ca_file, PathBuf::from("/etc/ca.pem"));
+        assert_eq!(c.admin.listen.port(), 9555);
+        assert_eq!(c.control_plane_lb_port, 8443);
+        let c = resolved(&f, Some("vrrp: {priority: 120}\n"), "192.0.2.33").config;
+        assert_eq!(c.vrrp.priority, Priority(120));
+    }
+
+    #[test]
+    fn agreeing_topology_is_fine_and_a_disagreement_names_both_places() {
+        let f = Files::new("agree");
+        let same = "interface: eth1\ncontrolPlaneVIP: 192.0.2.100\ncontrolPlaneLBPort: 8443\n\
+                    backends: [192.0.2.13:6443, 192.0.2.11:6443, 192.0.2.12:6443]\n\
+                    vrrp: {unicastPeers: [192.0.2.33, 192.0.2.31], unicastSource: 192.0.2.32}\n";
+        resolved(&f, Some(same), "192.0.2.32");
+        let other = "interface: eth9\ncontrolPlaneVIP: 192.0.2.99\ncontrolPlaneLBPort: 443\n\
+                     backends: [192.0.2.11:6443]\nvrrp: {unicastPeers: [192.0.2.31]}\n";
+        let lines = refused(&f, Some(other), "192.0.2.32");
+        let (cfg, cl) = (
+            shown(&f.0.join("vipd.yaml")),
+            shown(&f.0.join("cluster.yaml")),
+        );
+        assert_eq!(
+            lines,
+            [
+                format!("interface: eth9 (in {cfg}) disagrees with the interface holding 192.0.2.32: eth1 (in {cl})"),
+                format!("controlPlaneVIP: 192.0.2.99 (in {cfg}) disagrees with spec.loadBalancer.vips.controlPlaneVIP: 192.0.2.100 (in {cl})"),
+                format!("controlPlaneLBPort: 443 (in {cfg}) disagrees with spec.loadBalancer.ports.controlPlaneLBPort: 8443 (in {cl})"),
+                format!("backends: [192.0.2.11:6443] (in {cfg}) disagrees with spec.controlPlane.nodePoolSpec.nodes (on :6443): [192.0.2.11:6443, 192.0.2.12:6443, 192.0.2.13:6443] (in {cl})"),
+                format!("vrrp.unicastPeers: [192.0.2.31] (in {cfg}) disagrees with the other load-balancer nodes (spec.loadBalancer.nodePoolSpec.nodes): [192.0.2.31, 192.0.2.33] (in {cl})"),
+                format!("{cfg} with {cl}: 5 error(s)"),
+            ]
+        );
+    }
+
+    #[test]
+    fn every_rule_of_both_files_applies() {
+        let f = Files::new("rules");
+        let lines = refused(
+            &f,
+            Some("vrrp: {priority: 300}\nhealth: {tyme: tcp}\n"),
+            "192.0.2.31",
+        );
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert_eq!(lines[0], "vrrp.priority: 300 is out of range 1..=255");
+        assert!(
+            lines[1].starts_with("health.tyme: unknown key"),
+            "{lines:?}"
+        );
+        // A cluster-configuration rule: --node must be a load-balancer node.
+        let r = resolve(&f.sources(None, Some("192.0.2.11")), machine("192.0.2.31")).unwrap_err();
+        assert!(
+            r.0[0].starts_with("--node: 192.0.2.11 is not a load-balancer node"),
+            "{:?}",
+            r.0
+        );
+        // Not a load-balancer node, and no --node: nothing to run.
+        let r = resolve(&f.sources(None, None), machine("192.0.2.77")).unwrap_err();
+        assert!(
+            r.0.iter().any(|l| l.contains("add --node ADDR")),
+            "{:?}",
+            r.0
+        );
+    }
+
+    #[test]
+    fn another_machine_needs_an_interface_unless_for_a_manifest() {
+        let f = Files::new("elsewhere");
+        let r = resolve(&f.sources(None, Some("192.0.2.33")), machine("192.0.2.31")).unwrap_err();
+        assert_eq!(
+            r.0[0],
+            "interface: node 192.0.2.33's address 192.0.2.33 is on no interface of this machine; \
+             run on that node, or set interface in a --config file"
+        );
+        assert_eq!(r.0.len(), 2, "said once: {:?}", r.0);
+        let ok = resolve_for(
+            &f.sources(None, Some("192.0.2.33")),
+            machine("192.0.2.31"),
+            Interface::FoundOnTheNode,
+        )
+        .unwrap();
+        assert_eq!(ok.config.vrrp.priority, Priority(180));
+        assert_eq!(ok.report.derived.unwrap().interface, None);
+    }
+
+    #[test]
+    fn a_weight_that_cannot_move_the_vip_is_warned_about() {
+        let f = Files::new("warn");
+        // 200 / 190 / 180 by position: -50 moves it from every node, -15 not from the first to the second.
+        assert!(
+            resolved(&f, Some("vrrp: {trackWeight: -50}\n"), "192.0.2.31")
+                .report
+                .warnings
+                .is_empty()
+        );
+        let w = resolved(&f, Some("vrrp: {trackWeight: -15}\n"), "192.0.2.31")
+            .report
+            .warnings;
+        assert_eq!(
+            w,
+            ["vrrp.trackWeight: -15 cannot move the VIP away from 192.0.2.31 (priority 200, 185 without a \
+              healthy backend) to 192.0.2.33 (180); leave trackWeight out (lowest: 1) or use fault"]
+        );
+        // A tie keeps the master: 200 - 10 = 190 does not move it to the second node.
+        let w = resolved(&f, Some("vrrp: {trackWeight: -10}\n"), "192.0.2.31")
+            .report
+            .warnings;
+        assert!(
+            w[0].contains("to 192.0.2.32 (190), 192.0.2.33 (180)"),
+            "{w:?}"
+        );
+        assert!(resolved(&f, None, "192.0.2.31").report.warnings.is_empty());
+        let fault = "vrrp: {trackWeight: fault}\n";
+        assert!(resolved(&f, Some(fault), "192.0.2.31")
+            .report
+            .warnings
+            .is_empty());
+    }
+}
