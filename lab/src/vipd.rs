@@ -183,6 +183,27 @@ impl VipdNode {
         })
     }
 
+    /// Starts `bin run ARGS` in `ns` (`--cluster-config FILE --config FILE`, ...); `config_path` is the file a
+    /// reload rewrites, `admin` where its admin endpoint answers. Does not wait.
+    pub fn start_with_args(
+        bin: &Path,
+        ns: &Netns,
+        args: &[&str],
+        config_path: &Path,
+        admin: SocketAddr,
+    ) -> Result<VipdNode> {
+        let mut cmd = ns.command(bin);
+        cmd.arg("run").args(args);
+        cmd.env("RUST_LOG", "info").env("NO_COLOR", "1");
+        let proc = ns.spawn(cmd)?;
+        Ok(VipdNode {
+            proc,
+            config_path: config_path.to_path_buf(),
+            ns_name: ns.name().to_string(),
+            admin,
+        })
+    }
+
     /// Like [`VipdNode::start`], with extra environment variables for the daemon (`NOTIFY_SOCKET`,
     /// `WATCHDOG_USEC`, ...).
     pub fn start_with_env(
