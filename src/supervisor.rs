@@ -133,14 +133,6 @@ pub fn instance_config(cfg: &Config) -> InstanceConfig {
     }
 }
 
-/// The priority this node advertises while it has no healthy backend with a numeric weight: configured +
-/// weight, kept within 1..=254 (see `Track::unhealthy_priority`).
-pub fn tracked_priority(base: Priority, weight: i16) -> Priority {
-    Track::Weight(weight)
-        .unhealthy_priority(base)
-        .unwrap_or(base)
-}
-
 /// What tracking asks of VRRP for a given health picture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TrackDecision {
