@@ -1228,3 +1228,28 @@ fn the_owner_starts_without_track_weight_and_takes_the_vip_at_once() {
     );
     assert_eq!(owner_lines(&n1), 1);
 }
+
+/// Cluster bootstrap: no apiserver is up yet, yet kubeadm needs the VIP to reach the first one. With the default
+/// tracking every node joins at priority 1 and the election still gives the VIP to exactly one of them.
+#[test]
+fn default_tracking_elects_one_node_when_no_backend_is_up() {
+    let lab = lab("vd-boot", &["n1", "n2", "n3"]);
+    let dir = TempDir::new("vd-boot").unwrap();
+    let nothing = be_addr(&lab, 6443);
+    let nodes: Vec<VipdNode> = [("n1", 200), ("n2", 150), ("n3", 100)]
+        .iter()
+        .map(|(n, p)| {
+            let mut s = VipdSpec::new(vip(), vec![nothing], *p);
+            s.track_weight = String::new();
+            VipdNode::start(vipd_bin(), &lab.node(n).ns, &s, dir.path()).unwrap()
+        })
+        .collect();
+    let holder = vip_holder(&lab, &["n1", "n2", "n3"]).expect("nobody holds the VIP at bootstrap");
+    let masters: Vec<usize> = (0..3)
+        .filter(|i| nodes[*i].state().as_deref() == Some("master"))
+        .collect();
+    assert_eq!(masters.len(), 1, "VIP on {holder}");
+    for n in &nodes {
+        assert_eq!(n.status().unwrap()["vrrp"]["effectivePriority"], 1);
+    }
+}
