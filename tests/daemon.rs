@@ -1202,6 +1202,7 @@ fn the_owner_starts_without_track_weight_and_takes_the_vip_at_once() {
     let n1 = VipdNode::start(vipd_bin(), &lab.node("n1").ns, &s1, dir.path()).unwrap();
     wait_master(&n1);
     let took = started.elapsed();
+    println!("owner: master {} ms after its start", took.as_millis());
     // Start-up waits at most health.timeout + 500 ms for the first checks; an owner skips Master_Down_Interval.
     assert!(took < Duration::from_secs(5), "{took:?}");
     assert!(n2.wait_state("backup", LONG).is_some());
