@@ -453,7 +453,14 @@ fn validate_merged(
         node: args.node,
         subnet: args.subnet,
     };
-    match merge::resolve(&src, local_addrs) {
+    // Checking from another machine skips the interface (and says so); printing needs it, since the printed
+    // config must be one `validate --config` accepts.
+    let interface = if args.print {
+        Interface::Required
+    } else {
+        Interface::FoundOnTheNode
+    };
+    match merge::resolve_for(&src, local_addrs, interface) {
         Err(refused) => {
             for line in refused.0 {
                 let _ = writeln!(err, "{line}");

@@ -196,3 +196,55 @@ fn manifest_for_one_node_and_its_refusals() {
     ]);
     assert_eq!(all_without_out.status.code(), Some(2));
 }
+
+/// From a workstation, `--config` with `--cluster-config` checks both files, skipping only the interface;
+/// `--print` needs the interface, since what it prints must be a complete config.
+#[test]
+fn validate_with_both_files_from_anywhere() {
+    let d = Dir::new("anywhere");
+    let small = d.file("vipd.yaml", "vrrp: {trackWeight: -5}\n");
+    let base = [
+        "validate",
+        "--cluster-config",
+        "examples/cluster.yaml",
+        "--config",
+        &small,
+        "--node",
+        "192.0.2.31",
+        "--subnet",
+        "192.0.2.0/24",
+    ];
+    let out = vipd(&base);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report = text(&out.stdout);
+    assert!(
+        report.contains("skipped: the interface for node 192.0.2.31"),
+        "{report}"
+    );
+    assert!(
+        report.contains(
+            "warning: vrrp.trackWeight: -5 cannot move the VIP away from 192.0.2.31 (priority 200, 195 without \
+             a healthy backend) to 192.0.2.42 (190)"
+        ),
+        "{report}"
+    );
+    let printed = vipd(&[&base[..], &["--print"]].concat());
+    assert_eq!(printed.status.code(), Some(1));
+    assert!(
+        text(&printed.stderr)
+            .starts_with("interface: node 192.0.2.31's address 192.0.2.31 is on no interface"),
+        "{}",
+        text(&printed.stderr)
+    );
+    let bad = d.file("bad.yaml", "controlPlaneLBPort: 8443\n");
+    let out = vipd(&[&base[..4], &[bad.as_str()], &base[5..]].concat());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).starts_with(&format!(
+            "controlPlaneLBPort: 8443 (in {bad}) disagrees with spec.loadBalancer.ports.controlPlaneLBPort: 443 \
+             (in examples/cluster.yaml)"
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+}
