@@ -63,13 +63,36 @@ pub fn resolve_for(
     local_addrs: Vec<LocalAddr>,
     interface: Interface,
 ) -> Result<Resolved, Refused> {
+    let (mut report, derived) = derive_node(src, local_addrs, interface)?;
+    let user = match &src.config {
+        Some(path) => read_vipd_config(path)?,
+        None => Map::new(),
+    };
+    let written = Written::of(&user);
+    let config = merge_checked(src, user, &derived, &written)?;
+    report.warnings = tracking_warnings(&config, &derived, written.priority);
+    let interface = (config.interface != ELSEWHERE_INTERFACE).then(|| config.interface.clone());
+    report.derived = Some(Derived {
+        config: config.clone(),
+        interface,
+        ..derived
+    });
+    Ok(Resolved { config, report })
+}
+
+/// The cluster configuration's rules, and this node's topology from it.
+fn derive_node(
+    src: &ClusterSources,
+    local_addrs: Vec<LocalAddr>,
+    interface: Interface,
+) -> Result<(ClusterReport, Derived), Refused> {
     let opts = ClusterOptions {
         node: src.node,
         subnet: src.subnet,
         local_addrs,
     };
     let cluster_file = src.cluster.display().to_string();
-    let mut report = check_file(&src.cluster, &opts).map_err(|e| Refused(e.lines(&src.cluster)))?;
+    let report = check_file(&src.cluster, &opts).map_err(|e| Refused(e.lines(&src.cluster)))?;
     if !report.errors.is_empty() {
         return Err(Refused(lines(&render(&cluster_file, &report))));
     }
@@ -81,35 +104,33 @@ pub fn resolve_for(
     if derived.interface.is_none() && interface == Interface::FoundOnTheNode {
         derived.interface = Some(ELSEWHERE_INTERFACE.to_string());
     }
+    Ok((report, derived))
+}
+
+/// The vipd config's document with the topology filled in, through every rule of `validate --config`, then
+/// checked against the cluster configuration where both set a key.
+fn merge_checked(
+    src: &ClusterSources,
+    user: Map<String, Value>,
+    derived: &Derived,
+    written: &Written,
+) -> Result<Config, Refused> {
+    let cluster_file = src.cluster.display().to_string();
     let config_file = src.config.as_ref().map(|p| p.display().to_string());
-    let user = match &src.config {
-        Some(path) => read_vipd_config(path)?,
-        None => Map::new(),
-    };
-    let written = Written::of(&user);
     let mut errs = FieldErrors::default();
-    let merged = fill_topology(user, &derived, &mut errs, config_file.as_deref());
-    let config = match Config::from_value(Value::Object(merged)) {
-        Ok(c) if errs.is_empty() => c,
-        Ok(_) => return Err(refused(errs, config_file.as_deref(), &cluster_file)),
-        Err(e) => {
-            errs.0.extend(e.0);
-            return Err(refused(errs, config_file.as_deref(), &cluster_file));
+    let merged = fill_topology(user, derived, &mut errs, config_file.as_deref());
+    match Config::from_value(Value::Object(merged)) {
+        Ok(config) if errs.is_empty() => {
+            let here = config_file.as_deref().unwrap_or("--config");
+            check_agreement(&config, derived, written, here, &cluster_file, &mut errs);
+            if errs.is_empty() {
+                return Ok(config);
+            }
         }
-    };
-    let here = config_file.as_deref().unwrap_or("--config");
-    check_agreement(&config, &derived, &written, here, &cluster_file, &mut errs);
-    if !errs.is_empty() {
-        return Err(refused(errs, config_file.as_deref(), &cluster_file));
+        Ok(_) => {}
+        Err(e) => errs.0.extend(e.0),
     }
-    report.warnings = tracking_warnings(&config, &derived, written.priority);
-    let interface = (config.interface != ELSEWHERE_INTERFACE).then(|| config.interface.clone());
-    report.derived = Some(Derived {
-        config: config.clone(),
-        interface,
-        ..derived
-    });
-    Ok(Resolved { config, report })
+    Err(refused(errs, config_file.as_deref(), &cluster_file))
 }
 
 fn lines(text: &str) -> Vec<String> {
