@@ -12,12 +12,13 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::admin::{self, FetchError};
 use crate::caps;
+use crate::cluster::merge::{self, ClusterSources, Interface};
 use crate::cluster::{self, ClusterOptions};
 use crate::config::{fmt_duration, Config, ConfigError};
 use crate::localnet::{self, Cidr};
 use crate::logging::{self, LogFormat};
 use crate::manifest;
-use crate::supervisor;
+use crate::supervisor::{self, ConfigSource};
 
 /// Control-plane VIP (VRRPv3) and TCP load balancer for bare-metal Kubernetes.
 #[derive(Debug, Parser)]
@@ -49,17 +50,59 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("input").required(true).multiple(true).args(["config", "cluster_config"])))]
 pub struct RunArgs {
-    /// The vipd config file (re-read on SIGHUP).
+    /// The vipd config file (re-read on SIGHUP). With --cluster-config: optional, and gives what a cluster
+    /// configuration does not carry (health, VRRP timing, priority, VRID, proxy, admin).
     #[arg(long, value_name = "FILE")]
-    pub config: PathBuf,
+    pub config: Option<PathBuf>,
+    /// A cluster configuration (kind: Cluster) to derive this node's config from (re-read on SIGHUP).
+    #[arg(long, value_name = "FILE")]
+    pub cluster_config: Option<PathBuf>,
+    /// The load-balancer node this is (default: the one whose address is on a local interface).
+    #[arg(long, value_name = "ADDR", requires = "cluster_config")]
+    pub node: Option<IpAddr>,
+}
+
+impl RunArgs {
+    pub fn source(&self) -> ConfigSource {
+        match (&self.cluster_config, &self.config) {
+            (Some(cluster), config) => ConfigSource::Cluster(ClusterSources {
+                cluster: cluster.clone(),
+                config: config.clone(),
+                node: self.node,
+                subnet: None,
+            }),
+            (None, Some(config)) => ConfigSource::File(config.clone()),
+            (None, None) => unreachable!("clap requires --config or --cluster-config"),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("input").required(true).multiple(true).args(["config", "cluster_config"])))]
 pub struct ManifestArgs {
-    /// The vipd config file, as it lies on the node (mounted into the pod from that path).
+    /// The vipd config file, as it lies on the node (mounted into the pod from that path). With
+    /// --cluster-config: optional, mounted too.
     #[arg(long, value_name = "FILE")]
-    pub config: PathBuf,
+    pub config: Option<PathBuf>,
+    /// A cluster configuration: the pod runs `vipd run --cluster-config` for one load-balancer node.
+    #[arg(long, value_name = "FILE")]
+    pub cluster_config: Option<PathBuf>,
+    /// The load-balancer node the pod is for (with --cluster-config, unless --all).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        requires = "cluster_config",
+        conflicts_with = "all"
+    )]
+    pub node: Option<IpAddr>,
+    /// One manifest per load-balancer node, written to --out DIR as vipd-<address>.yaml.
+    #[arg(long, requires = "cluster_config", requires = "out")]
+    pub all: bool,
+    /// The directory --all writes to.
+    #[arg(long, value_name = "DIR", requires = "all")]
+    pub out: Option<PathBuf>,
     /// Container image [default: localhost/vipd:v<version>].
     #[arg(long, value_name = "IMAGE")]
     pub image: Option<String>,
@@ -79,20 +122,25 @@ pub struct StatusArgs {
 const STATUS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("input").required(true).args(["config", "cluster_config"])))]
+#[command(group(clap::ArgGroup::new("input").required(true).multiple(true).args(["config", "cluster_config"])))]
 pub struct ValidateArgs {
-    /// The vipd config file.
+    /// The vipd config file. With --cluster-config: the optional file that gives what a cluster configuration
+    /// does not carry, checked together with it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// A cluster configuration (kind: Cluster) to derive this node's config from.
     #[arg(long, value_name = "FILE")]
     pub cluster_config: Option<PathBuf>,
     /// The load-balancer node to check for (default: the one whose address is on this machine).
-    #[arg(long, value_name = "ADDR", conflicts_with = "config")]
+    #[arg(long, value_name = "ADDR", requires = "cluster_config")]
     pub node: Option<IpAddr>,
     /// The load-balancer nodes' L2 subnet (default: from the local interface holding the node's address).
-    #[arg(long, value_name = "CIDR", conflicts_with = "config", value_parser = parse_cidr)]
+    #[arg(long, value_name = "CIDR", requires = "cluster_config", value_parser = parse_cidr)]
     pub subnet: Option<Cidr>,
+    /// Print the derived vipd config as YAML (on stdout; the report goes to stderr), as `validate --config`
+    /// reads it.
+    #[arg(long, requires = "cluster_config")]
+    pub print: bool,
 }
 
 /// `--subnet`: a network written with its host bits clear, since `192.0.2.5/24` is more likely a node's
@@ -166,11 +214,20 @@ pub async fn status(args: &StatusArgs, out: &mut dyn Write, err: &mut dyn Write)
 /// `vipd run`: the same checks as `validate`, then the capabilities, then the daemon until SIGTERM.
 /// Nothing touches the network before the config and the capabilities are known to be good.
 pub fn run(args: &RunArgs, err: &mut dyn Write) -> ExitCode {
-    let cfg = match Config::load(&args.config) {
-        Ok(c) => c,
-        Err(e) => {
+    let source = args.source();
+    let cfg = match source.load() {
+        Ok((c, warnings)) => {
+            for w in warnings {
+                tracing::warn!("{w}");
+            }
+            c
+        }
+        Err(lines) => {
             let _ = writeln!(err, "vipd run: refusing to start with an invalid config");
-            return report_load_error(&args.config, &e, err);
+            for line in lines {
+                let _ = writeln!(err, "{line}");
+            }
+            return ExitCode::from(1);
         }
     };
     let needs_bind_service =
@@ -195,7 +252,7 @@ pub fn run(args: &RunArgs, err: &mut dyn Write) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(supervisor::run(args.config.clone(), cfg)) {
+    match runtime.block_on(supervisor::run(source, cfg)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("vipd run: {e:#}");
@@ -205,18 +262,31 @@ pub fn run(args: &RunArgs, err: &mut dyn Write) -> ExitCode {
     }
 }
 
-/// `vipd manifest`: the static pod for this node's config.
-pub fn manifest(args: &ManifestArgs, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
-    let cfg = match Config::load(&args.config) {
-        Ok(c) => c,
-        Err(e) => return report_load_error(&args.config, &e, err),
-    };
-    let host_path = std::path::absolute(&args.config).unwrap_or_else(|_| args.config.clone());
+fn local_addrs_or_warn(err: &mut dyn Write) -> Vec<localnet::LocalAddr> {
+    localnet::local_addrs().unwrap_or_else(|e| {
+        let _ = writeln!(err, "warning: cannot list this machine's addresses: {e}");
+        Vec::new()
+    })
+}
+
+fn absolute(p: &Path) -> String {
+    std::path::absolute(p)
+        .unwrap_or_else(|_| p.to_path_buf())
+        .display()
+        .to_string()
+}
+
+/// What a node's manifest needs from its config (the file(s) it runs from are in `source`).
+fn manifest_options(
+    cfg: &Config,
+    source: manifest::ManifestSource,
+    image: &Option<String>,
+) -> manifest::ManifestOptions {
     let https = cfg.health.kind == crate::config::HealthKind::Https;
     let shown = |p: &Path| p.display().to_string();
-    let opts = manifest::ManifestOptions {
-        image: args.image.clone().unwrap_or_else(manifest::default_image),
-        config_host_path: shown(&host_path),
+    manifest::ManifestOptions {
+        image: image.clone().unwrap_or_else(manifest::default_image),
+        source,
         admin: cfg.admin.listen,
         metrics: cfg.metrics.listen,
         drain_timeout: cfg.proxy.drain_timeout,
@@ -227,30 +297,128 @@ pub fn manifest(args: &ManifestArgs, out: &mut dyn Write, err: &mut dyn Write) -
             client_cert: cfg.health.client_auth.as_ref().map(|c| shown(&c.cert)),
             client_key: cfg.health.client_auth.as_ref().map(|c| shown(&c.key)),
         },
+    }
+}
+
+/// `vipd manifest`: the static pod for this node's config, or with `--cluster-config` for one load-balancer
+/// node (`--node`) or every one (`--all --out DIR`).
+pub fn manifest(args: &ManifestArgs, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
+    let Some(cluster) = &args.cluster_config else {
+        let path = args.config.as_deref().expect("clap requires an input");
+        let cfg = match Config::load(path) {
+            Ok(c) => c,
+            Err(e) => return report_load_error(path, &e, err),
+        };
+        let source = manifest::ManifestSource::Config {
+            host_path: absolute(path),
+        };
+        let _ = out
+            .write_all(manifest::render(&manifest_options(&cfg, source, &args.image)).as_bytes());
+        return ExitCode::SUCCESS;
     };
-    let _ = out.write_all(manifest::render(&opts).as_bytes());
+    let local = local_addrs_or_warn(err);
+    let nodes = match (&args.node, args.all) {
+        (Some(n), _) => vec![*n],
+        (None, true) => match cluster_nodes(cluster, &local, err) {
+            Some(n) => n,
+            None => return ExitCode::from(1),
+        },
+        (None, false) => {
+            let _ = writeln!(
+                err,
+                "vipd manifest: with --cluster-config, give --node ADDR or --all --out DIR"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    for node in nodes {
+        let src = ClusterSources {
+            cluster: cluster.clone(),
+            config: args.config.clone(),
+            node: Some(node),
+            subnet: None,
+        };
+        let resolved = match merge::resolve_for(&src, local.clone(), Interface::FoundOnTheNode) {
+            Ok(r) => r,
+            Err(refused) => {
+                for line in refused.0 {
+                    let _ = writeln!(err, "{line}");
+                }
+                return ExitCode::from(1);
+            }
+        };
+        let source = manifest::ManifestSource::Cluster {
+            cluster_host_path: absolute(cluster),
+            config_host_path: args.config.as_deref().map(absolute),
+            node,
+        };
+        let text = manifest::render(&manifest_options(&resolved.config, source, &args.image));
+        if let Err(code) = emit_manifest(args.out.as_deref(), node, &text, out, err) {
+            return code;
+        }
+    }
     ExitCode::SUCCESS
 }
 
-/// `vipd validate`: errors to `err`, one line each, then a count; the one-line summary to `out` when valid.
-pub fn validate(args: &ValidateArgs, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
-    if let Some(path) = &args.config {
-        return validate_config(path, out, err);
-    }
-    let Some(path) = &args.cluster_config else {
-        let _ = writeln!(
-            err,
-            "vipd validate: give --config FILE or --cluster-config FILE"
-        );
-        return ExitCode::from(2);
+/// Every load-balancer node of the cluster configuration, or the errors printed.
+fn cluster_nodes(
+    cluster: &Path,
+    local: &[localnet::LocalAddr],
+    err: &mut dyn Write,
+) -> Option<Vec<IpAddr>> {
+    let opts = ClusterOptions {
+        local_addrs: local.to_vec(),
+        ..ClusterOptions::default()
     };
-    let local_addrs = match localnet::local_addrs() {
-        Ok(a) => a,
+    match cluster::check_file(cluster, &opts) {
         Err(e) => {
-            let _ = writeln!(err, "warning: cannot list this machine's addresses: {e}");
-            Vec::new()
+            report_load_error(cluster, &e, err);
+            None
         }
+        Ok(r) if !r.errors.is_empty() => {
+            let _ = err.write_all(cluster::render(&cluster.display().to_string(), &r).as_bytes());
+            None
+        }
+        Ok(r) => Some(r.lb_nodes.iter().map(|n| n.address).collect()),
+    }
+}
+
+/// To stdout, or to `dir/vipd-<node>.yaml` (and its name to stdout).
+fn emit_manifest(
+    dir: Option<&Path>,
+    node: IpAddr,
+    text: &str,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), ExitCode> {
+    let Some(dir) = dir else {
+        let _ = out.write_all(text.as_bytes());
+        return Ok(());
     };
+    let file = dir.join(format!("vipd-{node}.yaml"));
+    match std::fs::write(&file, text) {
+        Ok(()) => {
+            let _ = writeln!(out, "{}", file.display());
+            Ok(())
+        }
+        Err(e) => {
+            let _ = writeln!(err, "vipd manifest: cannot write {}: {e}", file.display());
+            Err(ExitCode::from(1))
+        }
+    }
+}
+
+/// `vipd validate`: errors to `err`, one line each, then a count; the one-line summary to `out` when valid.
+/// With `--print`, the derived config goes to `out` and the report to `err`.
+pub fn validate(args: &ValidateArgs, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
+    let Some(path) = &args.cluster_config else {
+        let path = args.config.as_deref().expect("clap requires an input");
+        return validate_config(path, out, err);
+    };
+    let local_addrs = local_addrs_or_warn(err);
+    if args.config.is_some() || args.print {
+        return validate_merged(args, path, local_addrs, out, err);
+    }
     let opts = ClusterOptions {
         node: args.node,
         subnet: args.subnet,
@@ -267,6 +435,47 @@ pub fn validate(args: &ValidateArgs, out: &mut dyn Write, err: &mut dyn Write) -
                 let _ = err.write_all(text.as_bytes());
                 ExitCode::from(1)
             }
+        }
+    }
+}
+
+/// `validate --cluster-config FILE --config FILE` and/or `--print`: the config the node would run.
+fn validate_merged(
+    args: &ValidateArgs,
+    cluster_path: &Path,
+    local_addrs: Vec<localnet::LocalAddr>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> ExitCode {
+    let src = ClusterSources {
+        cluster: cluster_path.to_path_buf(),
+        config: args.config.clone(),
+        node: args.node,
+        subnet: args.subnet,
+    };
+    // Checking from another machine skips the interface (and says so); printing needs it, since the printed
+    // config must be one `validate --config` accepts.
+    let interface = if args.print {
+        Interface::Required
+    } else {
+        Interface::FoundOnTheNode
+    };
+    match merge::resolve_for(&src, local_addrs, interface) {
+        Err(refused) => {
+            for line in refused.0 {
+                let _ = writeln!(err, "{line}");
+            }
+            ExitCode::from(1)
+        }
+        Ok(r) => {
+            let report = cluster::render(&cluster_path.display().to_string(), &r.report);
+            if args.print {
+                let _ = out.write_all(crate::config::print::to_yaml(&r.config).as_bytes());
+                let _ = err.write_all(report.as_bytes());
+            } else {
+                let _ = out.write_all(report.as_bytes());
+            }
+            ExitCode::SUCCESS
         }
     }
 }

@@ -24,7 +24,8 @@
 //!
 //! Derived for the node: VIP and port, backends = control-plane nodes on :6443, unicast peers = the other
 //! load-balancer nodes, unicast source = this node, VRID derived from `metadata.name` (so two clusters on one
-//! L2 segment do not share a VRID by default), everything else at its default. A node's L2 address is its
+//! L2 segment do not share a VRID by default), priority from the node's position in the load-balancer pool,
+//! everything else at its default. `merge` adds what the optional `--config` file says. A node's L2 address is its
 //! `k8sIP` when set, else its `address`.
 
 use std::collections::BTreeMap;
@@ -36,7 +37,7 @@ use serde_json::Value;
 use crate::config::fields::{boolean, int, ip, list, one_of, show, text, FieldErrors, Section};
 use crate::config::{Config, ConfigError, VrrpConfig, DEFAULT_LB_PORT};
 use crate::localnet::{to_u128, Cidr, LocalAddr};
-use vrrp::proto::Vrid;
+use vrrp::proto::{Priority, Vrid};
 
 /// kube-apiserver's port on the control-plane nodes.
 pub const APISERVER_PORT: u16 = 6443;
@@ -70,10 +71,14 @@ impl ClusterNode {
 #[derive(Debug, Clone, Default)]
 pub struct ClusterReport {
     pub cluster_name: String,
+    /// The load-balancer nodes, in file order (empty when they could not be read).
+    pub lb_nodes: Vec<ClusterNode>,
     /// Rule violations; any one makes the file invalid.
     pub errors: FieldErrors,
     /// Checks that could not run here, each with how to run it.
     pub skipped: Vec<String>,
+    /// Allowed, but probably not what was meant (a tracking weight that cannot move the VIP).
+    pub warnings: Vec<String>,
     /// This node's config, when the node could be found and there is no error.
     pub derived: Option<Derived>,
 }
@@ -81,6 +86,9 @@ pub struct ClusterReport {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Derived {
     pub node: ClusterNode,
+    /// The load-balancer nodes in file order (this node among them), and where that list is in the file.
+    pub lb_nodes: Vec<ClusterNode>,
+    pub lb_nodes_path: String,
     /// The local interface holding the node's L2 address; `None` when the node is not this machine.
     pub interface: Option<String>,
     /// The config, with `interface` empty when unknown.
@@ -145,11 +153,49 @@ struct Pool {
     avoid_buggy_ips: bool,
 }
 
+/// What the cluster resource says about load balancing, read field by field (errors collected on the way).
+struct Parsed {
+    name: String,
+    /// `spec.type: admin`: an admin cluster, which runs no ingress.
+    admin: bool,
+    cp_nodes: Vec<ClusterNode>,
+    port: u16,
+    cp_vip: Option<IpAddr>,
+    cp_vip_path: String,
+    ingress: Option<IpAddr>,
+    ingress_path: String,
+    pools: Vec<Pool>,
+    ranges: Vec<Range>,
+    lb_nodes: Vec<ClusterNode>,
+    /// Where `lb_nodes` came from: the load balancer's node pool, else the control plane's.
+    lb_nodes_path: String,
+}
+
 fn check_value(doc: Value, opts: &ClusterOptions, report: &mut ClusterReport) {
-    let errs = &mut report.errors;
-    let Some(mut root) = Section::new("", doc, errs) else {
+    let Some(p) = parse_cluster(doc, &mut report.errors) else {
         return;
     };
+    report.cluster_name = p.name.clone();
+    report.lb_nodes = p.lb_nodes.clone();
+    check_pool_overlaps(&p.ranges, &mut report.errors);
+    check_control_plane_vip(&p, &mut report.errors);
+    check_ingress_vip(&p, &mut report.errors);
+    let (node, local) = find_this_node(&p, opts, &mut report.errors);
+    check_subnet(&p, opts, local, report);
+    if node.is_none() && opts.node.is_none() {
+        report.skipped.push(
+            "deriving this node's vipd config: no load-balancer node address is on this machine; \
+             add --node ADDR"
+                .to_string(),
+        );
+    }
+    if let Some(node) = node {
+        derive(&p, node, local, report);
+    }
+}
+
+fn parse_cluster(doc: Value, errs: &mut FieldErrors) -> Option<Parsed> {
+    let mut root = Section::new("", doc, errs)?;
     root.require("apiVersion", errs)
         .and_then(|v| text("apiVersion", &v, errs));
     let mut meta = root.section("metadata", errs);
@@ -158,7 +204,6 @@ fn check_value(doc: Value, opts: &ClusterOptions, report: &mut ClusterReport) {
         .and_then(|v| text("metadata.name", &v, errs))
         .unwrap_or_default();
     meta.ignore_rest();
-    report.cluster_name = name.clone();
     let mut spec = root.section("spec", errs);
     root.ignore_rest();
     let admin = spec.field(
@@ -166,7 +211,29 @@ fn check_value(doc: Value, opts: &ClusterOptions, report: &mut ClusterReport) {
         errs,
         one_of(&["admin", "user", "hybrid", "standalone"]),
     ) == Some("admin");
+    let cp_nodes = control_plane_nodes(&mut spec, errs);
+    let mut lb = spec.section("loadBalancer", errs);
+    spec.ignore_rest();
+    let mut p = Parsed {
+        name,
+        admin,
+        cp_nodes,
+        port: DEFAULT_LB_PORT,
+        cp_vip: None,
+        cp_vip_path: String::new(),
+        ingress: None,
+        ingress_path: String::new(),
+        pools: Vec::new(),
+        ranges: Vec::new(),
+        lb_nodes: Vec::new(),
+        lb_nodes_path: String::new(),
+    };
+    read_load_balancer(&mut lb, &mut p, errs);
+    lb.ignore_rest();
+    Some(p)
+}
 
+fn control_plane_nodes(spec: &mut Section, errs: &mut FieldErrors) -> Vec<ClusterNode> {
     let mut cp = spec.section("controlPlane", errs);
     let mut cp_pool = cp.section("nodePoolSpec", errs);
     let cp_nodes = match cp_pool.require("nodes", errs) {
@@ -175,9 +242,11 @@ fn check_value(doc: Value, opts: &ClusterOptions, report: &mut ClusterReport) {
     };
     cp_pool.ignore_rest();
     cp.ignore_rest();
+    cp_nodes
+}
 
-    let mut lb = spec.section("loadBalancer", errs);
-    spec.ignore_rest();
+/// `spec.loadBalancer`: mode, port, VIPs, address pools and the load-balancer nodes.
+fn read_load_balancer(lb: &mut Section, p: &mut Parsed, errs: &mut FieldErrors) {
     if let Some(v) = lb.require("mode", errs) {
         if v.as_str() != Some("bundled") {
             errs.push(
@@ -190,49 +259,46 @@ fn check_value(doc: Value, opts: &ClusterOptions, report: &mut ClusterReport) {
         }
     }
     let mut ports = lb.section("ports", errs);
-    let port = ports
+    p.port = ports
         .field("controlPlaneLBPort", errs, int(1..=65535))
         .map_or(DEFAULT_LB_PORT, |n| n as u16);
     ports.ignore_rest();
 
     let mut vips = lb.section("vips", errs);
-    let cp_vip_path = vips.path("controlPlaneVIP");
-    let cp_vip = vips
+    p.cp_vip_path = vips.path("controlPlaneVIP");
+    p.cp_vip = vips
         .require("controlPlaneVIP", errs)
-        .and_then(|v| host_ip(&cp_vip_path, &v, errs));
-    let ingress_path = vips.path("ingressVIP");
-    let ingress = vips.field("ingressVIP", errs, host_ip);
+        .and_then(|v| host_ip(&p.cp_vip_path, &v, errs));
+    p.ingress_path = vips.path("ingressVIP");
+    p.ingress = vips.field("ingressVIP", errs, host_ip);
     vips.ignore_rest();
-    if admin && ingress.is_some() {
+    if p.admin && p.ingress.is_some() {
         errs.push(
-            &ingress_path,
+            &p.ingress_path,
             "is not allowed in an admin cluster (spec.type: admin): admin clusters run no ingress",
         );
     }
 
-    let (pools, ranges) = match lb.take("addressPools") {
+    (p.pools, p.ranges) = match lb.take("addressPools") {
         Some(v) => address_pools(&lb.path("addressPools"), v, errs),
         None => (Vec::new(), Vec::new()),
     };
 
-    let lb_pool_path;
-    let lb_nodes = {
-        let mut np = lb.section("nodePoolSpec", errs);
-        lb_pool_path = np.path("nodes");
-        let n = np.take("nodes").map(|v| nodes(&lb_pool_path, v, errs));
-        np.ignore_rest();
-        n
-    };
-    lb.ignore_rest();
-    let (lb_nodes, lb_nodes_path) = match lb_nodes {
+    let mut np = lb.section("nodePoolSpec", errs);
+    let lb_pool_path = np.path("nodes");
+    let lb_nodes = np.take("nodes").map(|v| nodes(&lb_pool_path, v, errs));
+    np.ignore_rest();
+    (p.lb_nodes, p.lb_nodes_path) = match lb_nodes {
         Some(n) => (n, lb_pool_path),
         None => (
-            cp_nodes.clone(),
+            p.cp_nodes.clone(),
             "spec.controlPlane.nodePoolSpec.nodes".to_string(),
         ),
     };
+}
 
-    // Overlaps, within a pool or across pools.
+/// Overlaps, within a pool or across pools.
+fn check_pool_overlaps(ranges: &[Range], errs: &mut FieldErrors) {
     for (i, a) in ranges.iter().enumerate() {
         for b in &ranges[..i] {
             if a.start.is_ipv4() == b.start.is_ipv4()
@@ -246,121 +312,134 @@ fn check_value(doc: Value, opts: &ClusterOptions, report: &mut ClusterReport) {
             }
         }
     }
+}
 
-    if let Some(vip) = cp_vip {
-        if let Some(r) = ranges.iter().find(|r| r.contains(vip)) {
+/// The control-plane VIP is in no address pool and of the load-balancer nodes' family.
+fn check_control_plane_vip(p: &Parsed, errs: &mut FieldErrors) {
+    let Some(vip) = p.cp_vip else { return };
+    if let Some(r) = p.ranges.iter().find(|r| r.contains(vip)) {
+        errs.push(
+            &p.cp_vip_path,
+            format!("{vip} is inside address pool range {:?} ({}); the control-plane VIP must be in no pool", r.text, r.path),
+        );
+    }
+    for (i, n) in p.lb_nodes.iter().enumerate() {
+        if n.l2().is_ipv4() != vip.is_ipv4() {
             errs.push(
-                &cp_vip_path,
-                format!("{vip} is inside address pool range {:?} ({}); the control-plane VIP must be in no pool", r.text, r.path),
+                format!("{}[{i}]", p.lb_nodes_path),
+                format!("{} is not the same family as controlPlaneVIP {vip}", n.l2()),
             );
         }
-        for (i, n) in lb_nodes.iter().enumerate() {
-            if n.l2().is_ipv4() != vip.is_ipv4() {
-                errs.push(
-                    format!("{lb_nodes_path}[{i}]"),
-                    format!("{} is not the same family as controlPlaneVIP {vip}", n.l2()),
-                );
-            }
-        }
     }
-    if let Some(vip) = ingress {
-        match ranges.iter().find(|r| r.contains(vip)) {
-            None if !admin => errs.push(&ingress_path, format!("{vip} is in no address pool")),
-            None => {}
-            Some(r) if pools[r.pool].avoid_buggy_ips && is_buggy(vip) => {
-                errs.push(
-                    &ingress_path,
-                    format!(
-                        "{vip} ends in .0 or .255, which pool {:?} excludes (avoidBuggyIPs: true)",
-                        pools[r.pool].name.as_deref().unwrap_or("")
-                    ),
-                );
-            }
-            Some(_) => {}
-        }
-    }
+}
 
-    // This node: --node, or the load-balancer node whose address is on this machine.
-    let mut node = None;
-    let mut local: Option<&LocalAddr> = None;
-    if let Some(want) = opts.node {
-        match lb_nodes
-            .iter()
-            .find(|n| n.address == want || n.k8s_ip == Some(want))
-        {
-            Some(n) => node = Some(*n),
-            None => errs.push(
-                "--node",
-                format!("{want} is not a load-balancer node ({lb_nodes_path})"),
-            ),
+/// The ingress VIP is in an address pool (admin clusters excepted) and not an address its pool excludes.
+fn check_ingress_vip(p: &Parsed, errs: &mut FieldErrors) {
+    let Some(vip) = p.ingress else { return };
+    match p.ranges.iter().find(|r| r.contains(vip)) {
+        None if !p.admin => errs.push(&p.ingress_path, format!("{vip} is in no address pool")),
+        None => {}
+        Some(r) if p.pools[r.pool].avoid_buggy_ips && is_buggy(vip) => {
+            errs.push(
+                &p.ingress_path,
+                format!(
+                    "{vip} ends in .0 or .255, which pool {:?} excludes (avoidBuggyIPs: true)",
+                    p.pools[r.pool].name.as_deref().unwrap_or("")
+                ),
+            );
         }
-    } else {
-        node = lb_nodes.iter().copied().find(|n| {
+        Some(_) => {}
+    }
+}
+
+/// This node: `--node`, or the load-balancer node whose address is on this machine; and the local address
+/// that holds its L2 address, when it is this machine.
+fn find_this_node<'a>(
+    p: &Parsed,
+    opts: &'a ClusterOptions,
+    errs: &mut FieldErrors,
+) -> (Option<ClusterNode>, Option<&'a LocalAddr>) {
+    let node = match opts.node {
+        Some(want) => {
+            let found = p
+                .lb_nodes
+                .iter()
+                .copied()
+                .find(|n| n.address == want || n.k8s_ip == Some(want));
+            if found.is_none() {
+                errs.push(
+                    "--node",
+                    format!("{want} is not a load-balancer node ({})", p.lb_nodes_path),
+                );
+            }
+            found
+        }
+        None => p.lb_nodes.iter().copied().find(|n| {
             opts.local_addrs
                 .iter()
                 .any(|l| l.cidr.addr == n.l2() || l.cidr.addr == n.address)
-        });
-    }
-    if let Some(n) = node {
-        local = opts.local_addrs.iter().find(|l| l.cidr.addr == n.l2());
-    }
+        }),
+    };
+    let local = node.and_then(|n| opts.local_addrs.iter().find(|l| l.cidr.addr == n.l2()));
+    (node, local)
+}
 
-    // The L2 subnet: --subnet, else the local interface's prefix.
+/// The L2 subnet (`--subnet`, else the local interface's prefix) holds every load-balancer node, the
+/// control-plane VIP and every address pool range; skipped, and said so, when the subnet is unknown.
+fn check_subnet(
+    p: &Parsed,
+    opts: &ClusterOptions,
+    local: Option<&LocalAddr>,
+    report: &mut ClusterReport,
+) {
     let subnet = opts
         .subnet
         .or(local.map(|l| l.cidr))
         .map(|c| Cidr::new(c.network(), c.prefix).unwrap_or(c));
-    match subnet {
-        Some(net) => {
-            for (i, n) in lb_nodes.iter().enumerate() {
-                if !net.contains(n.l2()) {
-                    let which = if n.k8s_ip.is_some() {
-                        "k8sIP"
-                    } else {
-                        "address"
-                    };
-                    errs.push(
-                        format!("{lb_nodes_path}[{i}].{which}"),
-                        format!("{} is not in the load-balancer subnet {net}", n.l2()),
-                    );
-                }
-            }
-            if let Some(vip) = cp_vip {
-                if !net.contains(vip) {
-                    errs.push(
-                        &cp_vip_path,
-                        format!("{vip} is not in the load-balancer nodes' subnet {net}"),
-                    );
-                }
-            }
-            for r in &ranges {
-                if !(net.contains(r.start) && net.contains(r.end)) {
-                    errs.push(
-                        &r.path,
-                        format!("{:?} is not inside the load-balancer subnet {net}", r.text),
-                    );
-                }
-            }
-        }
-        None => {
-            report.skipped.push(
-                "the L2 subnet checks (load-balancer nodes in one subnet, controlPlaneVIP in it, every \
-                 address pool range in it): no load-balancer node address is on this machine; run \
-                 `vipd validate --cluster-config FILE` on a load-balancer node, or add --subnet CIDR"
-                    .to_string(),
+    let Some(net) = subnet else {
+        report.skipped.push(
+            "the L2 subnet checks (load-balancer nodes in one subnet, controlPlaneVIP in it, every \
+             address pool range in it): no load-balancer node address is on this machine; run \
+             `vipd validate --cluster-config FILE` on a load-balancer node, or add --subnet CIDR"
+                .to_string(),
+        );
+        return;
+    };
+    let errs = &mut report.errors;
+    for (i, n) in p.lb_nodes.iter().enumerate() {
+        if !net.contains(n.l2()) {
+            let which = if n.k8s_ip.is_some() {
+                "k8sIP"
+            } else {
+                "address"
+            };
+            errs.push(
+                format!("{}[{i}].{which}", p.lb_nodes_path),
+                format!("{} is not in the load-balancer subnet {net}", n.l2()),
             );
         }
     }
-    if node.is_none() && opts.node.is_none() {
-        report.skipped.push(
-            "deriving this node's vipd config: no load-balancer node address is on this machine; \
-             add --node ADDR"
-                .to_string(),
-        );
+    if let Some(vip) = p.cp_vip {
+        if !net.contains(vip) {
+            errs.push(
+                &p.cp_vip_path,
+                format!("{vip} is not in the load-balancer nodes' subnet {net}"),
+            );
+        }
     }
+    for r in &p.ranges {
+        if !(net.contains(r.start) && net.contains(r.end)) {
+            errs.push(
+                &r.path,
+                format!("{:?} is not inside the load-balancer subnet {net}", r.text),
+            );
+        }
+    }
+}
 
-    let Some(node) = node else { return };
-    let Some(vip) = cp_vip else { return };
+/// This node's vipd config, when the file has no error: the derived `Config` must pass vipd's own checks too.
+fn derive(p: &Parsed, node: ClusterNode, local: Option<&LocalAddr>, report: &mut ClusterReport) {
+    let Some(vip) = p.cp_vip else { return };
     if !report.errors.is_empty() {
         return;
     }
@@ -368,19 +447,22 @@ fn check_value(doc: Value, opts: &ClusterOptions, report: &mut ClusterReport) {
     let config = Config {
         interface: interface.clone().unwrap_or_default(),
         control_plane_vip: vip,
-        control_plane_lb_port: port,
-        backends: cp_nodes
+        control_plane_lb_port: p.port,
+        backends: p
+            .cp_nodes
             .iter()
             .map(|n| SocketAddr::new(n.l2(), APISERVER_PORT))
             .collect(),
         vrrp: VrrpConfig {
-            vrid: vrid_for(&name),
-            unicast_peers: lb_nodes
+            vrid: vrid_for(&p.name),
+            unicast_peers: p
+                .lb_nodes
                 .iter()
                 .map(ClusterNode::l2)
                 .filter(|a| *a != node.l2())
                 .collect(),
             unicast_source: Some(node.l2()),
+            priority: position_priority(p.lb_nodes.iter().position(|n| *n == node).unwrap_or(0)),
             ..VrrpConfig::default()
         },
         health: Default::default(),
@@ -400,9 +482,19 @@ fn check_value(doc: Value, opts: &ClusterOptions, report: &mut ClusterReport) {
     }
     report.derived = Some(Derived {
         node,
+        lb_nodes: p.lb_nodes.clone(),
+        lb_nodes_path: p.lb_nodes_path.clone(),
         interface,
         config,
     });
+}
+
+/// A load-balancer node's priority when no `--config` sets one: by position in the node pool, first highest
+/// (200, 190, 180, ... never below 2, which the default tracking needs). A node added at the end of the list
+/// changes no existing node's priority, so nothing moves when the pool grows.
+pub fn position_priority(index: usize) -> Priority {
+    let p = 200usize.saturating_sub(10 * index).max(2);
+    Priority(p as u8)
 }
 
 /// VRID from the cluster name (FNV-1a folded into 1..=255): stable per cluster, different across clusters
@@ -575,16 +667,20 @@ pub fn render(file: &str, report: &ClusterReport) -> String {
     for s in &report.skipped {
         let _ = writeln!(out, "skipped: {s}");
     }
+    for w in &report.warnings {
+        let _ = writeln!(out, "warning: {w}");
+    }
     if report.errors.is_empty() {
         let what = match &report.derived {
             Some(d) => format!(
-                "node {} on {}: VIP {}, {} backends, {} unicast peers, VRID {}",
+                "node {} on {}: VIP {}, {} backends, {} unicast peers, VRID {}, priority {}",
                 d.node.address,
                 d.interface.as_deref().unwrap_or("an unknown interface"),
                 SocketAddr::new(d.config.control_plane_vip, d.config.control_plane_lb_port),
                 d.config.backends.len(),
                 d.config.vrrp.unicast_peers.len(),
                 d.config.vrrp.vrid,
+                d.config.vrrp.priority,
             ),
             None => "no node derived".to_string(),
         };
@@ -602,6 +698,8 @@ pub fn render(file: &str, report: &ClusterReport) -> String {
     }
     out
 }
+
+pub mod merge;
 
 #[cfg(test)]
 mod tests;

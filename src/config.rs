@@ -6,6 +6,7 @@
 pub mod duration;
 pub mod fields;
 pub mod metrics;
+pub mod print;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -80,10 +81,31 @@ pub struct GarpConfig {
 /// What happens to this node's VRRP priority while it has no healthy backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Track {
+    /// The default: advertise priority 1 (`Priority::UNHEALTHY`), below every healthy node whatever the
+    /// priorities (no healthy node may be configured with 1), while staying in the election, so that some node
+    /// still holds the VIP when none is healthy (bootstrap: kubeadm needs the VIP before the first apiserver).
+    Lowest,
     /// Added to the configured priority (clamped to 1..=254 by the VRRP side); -254..=254.
     Weight(i16),
     /// The instance goes to the fault state and gives up the VIP.
     Fault,
+}
+
+impl Track {
+    /// The priority a node configured with `base` advertises while it has no healthy backend; `None` for
+    /// `Fault` (the node leaves instead). Tracking never makes or unmakes an address owner (255) and never
+    /// means "leaving" (0): a weight is kept within 1..=254.
+    pub fn unhealthy_priority(self, base: Priority) -> Option<Priority> {
+        match self {
+            Track::Fault => None,
+            _ if base == Priority::OWNER => Some(base),
+            Track::Lowest => Some(UNHEALTHY_PRIORITY),
+            Track::Weight(w) => {
+                let p = (i32::from(base.get()) + i32::from(w)).clamp(1, 254);
+                Some(Priority(p as u8))
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,6 +289,9 @@ pub(crate) fn parse_yaml(text: &str) -> Result<Value, ConfigError> {
 }
 
 pub const DEFAULT_LB_PORT: u16 = 443;
+/// What a node without a healthy backend advertises with `trackWeight: lowest`: the lowest priority that is
+/// still a candidate (0 would mean "leaving").
+pub const UNHEALTHY_PRIORITY: Priority = Priority(1);
 pub const DEFAULT_ADMIN_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9440);
 
 const fn ms(n: u64) -> Duration {
@@ -293,7 +318,7 @@ impl Default for VrrpConfig {
                 delay: secs(5),
                 refresh: Duration::ZERO,
             },
-            track: Track::Weight(-50),
+            track: Track::Lowest,
         }
     }
 }
@@ -391,6 +416,7 @@ fn parse_root(mut root: Section, errs: &mut FieldErrors) -> Option<Config> {
     let complete = interface.is_some() && backends.is_some() && vrrp.is_some();
     let Some(vip) = vip else {
         // Without a VIP, the rules that do not involve it still run.
+        unhealthy_priority_rule(vrrp.as_ref().unwrap_or(&partial_vrrp), errs);
         owner_rule(vrrp.as_ref().unwrap_or(&partial_vrrp), errs);
         if let Some(bind) = proxy.bind {
             admin_rule(admin.listen, SocketAddr::new(bind, lb_port), errs);
@@ -626,12 +652,13 @@ fn garp_refresh(path: &str, v: &Value, errs: &mut FieldErrors) -> Option<Duratio
 fn track_weight(path: &str, v: &Value, errs: &mut FieldErrors) -> Option<Track> {
     match v {
         Value::String(s) if s == "fault" => Some(Track::Fault),
+        Value::String(s) if s == "lowest" => Some(Track::Lowest),
         Value::Number(_) => int(-254..=254)(path, v, errs).map(|n| Track::Weight(n as i16)),
         other => {
             errs.push(
                 path,
                 format!(
-                    "{} is neither an integer in -254..=254 nor \"fault\"",
+                    "{} is neither an integer in -254..=254 nor \"lowest\" or \"fault\"",
                     fields::show(other)
                 ),
             );
@@ -865,6 +892,7 @@ fn cross_checks(c: &Config, listed: &Listed, errs: &mut FieldErrors) {
             "messageOnly applies to IPv4 only (IPv6 VRRP always includes the pseudo-header)",
         );
     }
+    unhealthy_priority_rule(&c.vrrp, errs);
     owner_rule(&c.vrrp, errs);
     if let Some(bind) = c.proxy.bind {
         if bind.is_ipv4() != vip.is_ipv4() && !bind.is_unspecified() {
@@ -896,6 +924,17 @@ fn cross_checks(c: &Config, listed: &Listed, errs: &mut FieldErrors) {
 }
 
 /// With `priority: 255` (the address owner) the priority never changes, so tracking cannot lower it.
+/// Priority 1 is what an unhealthy node advertises by default: a healthy node there could not win over one.
+fn unhealthy_priority_rule(v: &VrrpConfig, errs: &mut FieldErrors) {
+    if v.priority == UNHEALTHY_PRIORITY && v.track == Track::Lowest {
+        errs.push(
+            "vrrp.priority",
+            "1 is what a node without a healthy backend advertises with trackWeight: lowest (the default), \
+             so this node could not win over one; use 2..=255, or a numeric trackWeight or fault",
+        );
+    }
+}
+
 fn owner_rule(v: &VrrpConfig, errs: &mut FieldErrors) {
     if v.priority != Priority::OWNER {
         return;
@@ -906,7 +945,7 @@ fn owner_rule(v: &VrrpConfig, errs: &mut FieldErrors) {
                 "vrrp.trackWeight",
                 format!(
                     "{w} cannot apply to priority 255 (the address owner's priority never changes); \
-                     use a priority below 255, trackWeight: 0 or trackWeight: fault"
+                     use a priority below 255, or leave trackWeight out (or write 0, lowest or fault)"
                 ),
             );
         }

@@ -18,6 +18,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 /// Where the container always finds its config, whatever the host path: `args` never change per node.
 pub const CONTAINER_CONFIG_PATH: &str = "/etc/vipd/vipd.yaml";
+/// Where the container finds the cluster configuration (`vipd run --cluster-config`).
+pub const CONTAINER_CLUSTER_CONFIG_PATH: &str = "/etc/vipd/cluster.yaml";
 
 /// The capabilities vipd needs, in Kubernetes spelling (no `CAP_` prefix): NET_ADMIN for the VIP (netlink,
 /// IP_FREEBIND, multicast membership), NET_RAW for the VRRP and ARP/NA sockets, NET_BIND_SERVICE for :443.
@@ -35,8 +37,8 @@ const SYSTEM_NODE_CRITICAL: i32 = 2_000_001_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManifestOptions {
     pub image: String,
-    /// The config file on the host, mounted read-only at [`CONTAINER_CONFIG_PATH`].
-    pub config_host_path: String,
+    /// The file(s) the pod runs from, mounted read-only.
+    pub source: ManifestSource,
     /// `admin.listen`: the probes target it; an unspecified address is probed on loopback.
     pub admin: SocketAddr,
     /// `metrics.listen`: declared as the container port `metrics`, which a PodMonitor or a pod scrape job
@@ -48,6 +50,68 @@ pub struct ManifestOptions {
     pub node_name: Option<String>,
     /// The files the config names (`health.caFile`, `clientCert`, `clientKey`), mounted at the same path.
     pub tls_files: TlsFiles,
+}
+
+/// What `vipd run` in the pod reads, by host path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ManifestSource {
+    /// `run --config`: the file mounted at [`CONTAINER_CONFIG_PATH`].
+    Config { host_path: String },
+    /// `run --cluster-config ... --node ADDR [--config ...]`: the cluster configuration mounted at
+    /// [`CONTAINER_CLUSTER_CONFIG_PATH`], the optional vipd config at [`CONTAINER_CONFIG_PATH`].
+    Cluster {
+        cluster_host_path: String,
+        config_host_path: Option<String>,
+        node: IpAddr,
+    },
+}
+
+impl ManifestSource {
+    /// The container's arguments.
+    fn args(&self) -> Vec<String> {
+        let mut a = vec!["run".to_owned()];
+        match self {
+            ManifestSource::Config { .. } => {
+                a.extend(["--config".to_owned(), CONTAINER_CONFIG_PATH.to_owned()])
+            }
+            ManifestSource::Cluster {
+                config_host_path,
+                node,
+                ..
+            } => {
+                a.extend(["--cluster-config", CONTAINER_CLUSTER_CONFIG_PATH].map(String::from));
+                if config_host_path.is_some() {
+                    a.extend(["--config", CONTAINER_CONFIG_PATH].map(String::from));
+                }
+                a.extend(["--node".to_owned(), node.to_string()]);
+            }
+        }
+        a
+    }
+
+    /// (volume name, host path, container path) of each file.
+    fn files(&self) -> Vec<(&'static str, String, &'static str)> {
+        match self {
+            ManifestSource::Config { host_path } => {
+                vec![("config", host_path.clone(), CONTAINER_CONFIG_PATH)]
+            }
+            ManifestSource::Cluster {
+                cluster_host_path,
+                config_host_path,
+                ..
+            } => {
+                let mut f = vec![(
+                    "cluster-config",
+                    cluster_host_path.clone(),
+                    CONTAINER_CLUSTER_CONFIG_PATH,
+                )];
+                if let Some(c) = config_host_path {
+                    f.push(("config", c.clone(), CONTAINER_CONFIG_PATH));
+                }
+                f
+            }
+        }
+    }
 }
 
 /// Host files the health check reads; each is mounted read-only at its host path, since the config that
@@ -65,7 +129,9 @@ impl Default for ManifestOptions {
     fn default() -> Self {
         ManifestOptions {
             image: default_image(),
-            config_host_path: CONTAINER_CONFIG_PATH.to_owned(),
+            source: ManifestSource::Config {
+                host_path: CONTAINER_CONFIG_PATH.to_owned(),
+            },
             admin: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9440),
             metrics: None,
             drain_timeout: Duration::from_secs(30),
@@ -121,13 +187,17 @@ pub fn pod(opts: &ManifestOptions) -> Pod {
         ..Default::default()
     };
 
-    let mut mounts = vec![VolumeMount {
-        name: "config".to_owned(),
-        mount_path: CONTAINER_CONFIG_PATH.to_owned(),
-        read_only: Some(true),
-        ..Default::default()
-    }];
-    let mut volumes = vec![host_file_volume("config", &opts.config_host_path)];
+    let mut mounts = Vec::new();
+    let mut volumes = Vec::new();
+    for (name, host, inside) in opts.source.files() {
+        mounts.push(VolumeMount {
+            name: name.to_owned(),
+            mount_path: inside.to_owned(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+        volumes.push(host_file_volume(name, &host));
+    }
     let tls = [
         ("ca-file", &opts.tls_files.ca_file),
         ("client-cert", &opts.tls_files.client_cert),
@@ -150,7 +220,7 @@ pub fn pod(opts: &ManifestOptions) -> Pod {
         name: "vipd".to_owned(),
         image: Some(opts.image.clone()),
         image_pull_policy: Some("IfNotPresent".to_owned()),
-        args: Some(strings(&["run", "--config", CONTAINER_CONFIG_PATH])),
+        args: Some(opts.source.args()),
         security_context: Some(SecurityContext {
             run_as_user: Some(0),
             run_as_non_root: Some(false),
@@ -387,7 +457,9 @@ mod tests {
     fn options_reach_the_pod() {
         let opts = ManifestOptions {
             image: "registry.example/vipd@sha256:0123".to_owned(),
-            config_host_path: "/srv/vipd/node-a.yaml".to_owned(),
+            source: ManifestSource::Config {
+                host_path: "/srv/vipd/node-a.yaml".to_owned(),
+            },
             admin: "[::1]:9555".parse().unwrap(),
             metrics: None,
             drain_timeout: Duration::from_millis(60_500),

@@ -6,24 +6,65 @@
 //! SIGHUP reloads the config file, applying what can change live and restarting the VRRP instance cleanly when
 //! its settings changed.
 
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::admin::{self, AdminState, BackendStatus, ProxyStatus, StatusDoc, VipStatus, VrrpState};
+use crate::cluster::merge::{self, ClusterSources};
 use crate::config::fmt_duration;
-use crate::config::{Balance, Checksum, Config, HealthKind, Track};
+use crate::config::{Balance, Checksum, Config, HealthKind, Track, UNHEALTHY_PRIORITY};
 use crate::live::{Live, SharedLive};
 use crate::metrics;
 use crate::notify::Notifier;
 use vrrp::proto::{ChecksumMode, Priority};
 use vrrp::sys::{Instance, InstanceConfig};
+
+/// Where the running config comes from, read at start and again on every SIGHUP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// `--config FILE`: vipd's own schema.
+    File(PathBuf),
+    /// `--cluster-config FILE [--config FILE] [--node ADDR]`: derived for this node (`cluster::merge`).
+    Cluster(ClusterSources),
+}
+
+impl ConfigSource {
+    /// Reads and checks the file(s) with every rule `validate` applies; the error is the lines it prints.
+    /// Warnings (a tracking weight that cannot move the VIP) come with the config.
+    pub fn load(&self) -> Result<(Config, Vec<String>), Vec<String>> {
+        match self {
+            ConfigSource::File(path) => Config::load(path)
+                .map(|c| (c, Vec::new()))
+                .map_err(|e| e.lines(path)),
+            ConfigSource::Cluster(src) => {
+                let local = crate::localnet::local_addrs()
+                    .map_err(|e| vec![format!("cannot list this machine's addresses: {e}")])?;
+                let r = merge::resolve(src, local).map_err(|r| r.0)?;
+                Ok((r.config, r.report.warnings))
+            }
+        }
+    }
+
+    /// For the log: the file(s).
+    pub fn describe(&self) -> String {
+        match self {
+            ConfigSource::File(p) => p.display().to_string(),
+            ConfigSource::Cluster(src) => match &src.config {
+                Some(c) => format!("{} with {}", src.cluster.display(), c.display()),
+                None => src.cluster.display().to_string(),
+            },
+        }
+    }
+}
 
 /// How long start-up waits for the first round of health checks before VRRP joins, so that the node joins
 /// with the priority its backends deserve instead of moving the VIP a second later.
@@ -92,16 +133,6 @@ pub fn instance_config(cfg: &Config) -> InstanceConfig {
     }
 }
 
-/// The priority this node advertises while it has no healthy backend: configured + weight, kept within
-/// 1..=254 (tracking never makes or unmakes an address owner, and never means "leaving").
-pub fn tracked_priority(base: Priority, weight: i16) -> Priority {
-    if base == Priority::OWNER {
-        return base;
-    }
-    let p = (i32::from(base.get()) + i32::from(weight)).clamp(1, 254);
-    Priority(p as u8)
-}
-
 /// What tracking asks of VRRP for a given health picture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TrackDecision {
@@ -111,16 +142,18 @@ pub struct TrackDecision {
 
 pub fn track_decision(cfg: &Config, any_healthy: bool) -> TrackDecision {
     let base = cfg.vrrp.priority;
-    match (any_healthy, cfg.vrrp.track) {
-        (true, _) => TrackDecision {
+    if any_healthy {
+        return TrackDecision {
             priority: base,
             fault: false,
-        },
-        (false, Track::Weight(w)) => TrackDecision {
-            priority: tracked_priority(base, w),
+        };
+    }
+    match cfg.vrrp.track.unhealthy_priority(base) {
+        Some(priority) => TrackDecision {
+            priority,
             fault: false,
         },
-        (false, Track::Fault) => TrackDecision {
+        None => TrackDecision {
             priority: base,
             fault: true,
         },
@@ -141,15 +174,54 @@ fn to_proxy_backends(snap: &health::Snapshot) -> proxy::Backends {
 /// Runs the daemon until SIGTERM / SIGINT; returns once the VIP is handed over and the proxy is drained.
 ///
 /// Capabilities are checked and dropped by the caller, before the runtime starts (they are per thread).
-pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
+pub async fn run(source: ConfigSource, cfg: Config) -> anyhow::Result<()> {
     // Handlers first: until they exist, SIGTERM kills the process outright (a VIP may stay behind) and SIGHUP
     // kills it too. A signal received during start-up waits in its stream and is handled by the main loop.
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sighup = signal(SignalKind::hangup())?;
+    let mut signals = Signals::install()?;
     let cfg = Arc::new(cfg);
+    log_start(&source, &cfg);
+    let mut daemon = Daemon::start(cfg).await?;
+    daemon.join_vrrp().await?;
+    daemon.announce_ready();
+    daemon.serve(&source, &mut signals).await;
+    daemon.stop().await;
+    Ok(())
+}
+
+/// The signals the daemon acts on, installed before anything else starts.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+enum Received {
+    Stop(&'static str),
+    Reload,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// The next signal (cancel-safe: each stream keeps what it received).
+    async fn next(&mut self) -> Received {
+        tokio::select! {
+            _ = self.term.recv() => Received::Stop("SIGTERM"),
+            _ = self.int.recv() => Received::Stop("SIGINT"),
+            _ = self.hup.recv() => Received::Reload,
+        }
+    }
+}
+
+fn log_start(source: &ConfigSource, cfg: &Config) {
     info!(
-        config = %config_path.display(),
+        config = %source.describe(),
         vip = %cfg.control_plane_vip,
         port = cfg.control_plane_lb_port,
         interface = %cfg.interface,
@@ -159,26 +231,228 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
         "starting vipd {}",
         env!("CARGO_PKG_VERSION")
     );
+    if cfg.vrrp.priority == Priority::OWNER && cfg.vrrp.track != Track::Fault {
+        info!(
+            "priority 255: this node owns the VIP and its priority never changes, so tracking does not move the \
+             VIP away from it (trackWeight: fault would)"
+        );
+    }
+}
 
-    // Health first: a bad CA or client certificate refuses the start before anything touches the network.
-    let checker = health::HealthChecker::start(health_config(&cfg), cfg.backends.clone())
-        .context("health checks")?;
-    let mut health_rx = checker.subscribe();
+/// The running daemon: every task and handle `run` starts, and what the signal loop needs to drive them.
+struct Daemon {
+    current: Arc<Config>,
+    checker: health::HealthChecker,
+    proxy_handle: proxy::ProxyHandle,
+    proxy_listen: SocketAddr,
+    live: SharedLive,
+    tasks: Tasks,
+    /// The admin endpoint's VRRP status until the instance joins (it answers `initialize` meanwhile).
+    placeholder: Option<watch::Sender<vrrp::sys::VrrpStatus>>,
+    instance: Option<Instance>,
+    cfg_tx: watch::Sender<Arc<Config>>,
+    track_rx: watch::Receiver<TrackDecision>,
+    notifier: Notifier,
+    shutdown: CancellationToken,
+    proxy_cancel: CancellationToken,
+    proxy_task: JoinHandle<()>,
+    tracker: JoinHandle<()>,
+    admin_task: JoinHandle<()>,
+    metrics_task: Option<JoinHandle<()>>,
+    watchdog: Option<JoinHandle<()>>,
+}
 
-    let (backends_tx, backends_rx) = watch::channel(to_proxy_backends(&health_rx.borrow()));
-    let proxy = proxy::Proxy::bind(proxy_config(&cfg), backends_rx)
-        .with_context(|| format!("proxy: cannot listen on {}", cfg.proxy_listen()))?;
-    let proxy_listen = proxy.local_addr();
-    let proxy_handle = proxy.handle();
-    let proxy_stats = proxy.stats();
+impl Daemon {
+    /// Health checks, proxy and admin endpoint, in the order that refuses a bad start before anything touches
+    /// the network; VRRP joins later (`join_vrrp`).
+    async fn start(cfg: Arc<Config>) -> anyhow::Result<Self> {
+        // Health first: a bad CA or client certificate refuses the start before anything touches the network.
+        let checker = health::HealthChecker::start(health_config(&cfg), cfg.backends.clone())
+            .context("health checks")?;
+        let (backends_tx, backends_rx) =
+            watch::channel(to_proxy_backends(&checker.subscribe().borrow()));
+        let proxy = proxy::Proxy::bind(proxy_config(&cfg), backends_rx)
+            .with_context(|| format!("proxy: cannot listen on {}", cfg.proxy_listen()))?;
+        let admin_listener = admin::bind(cfg.admin.listen)
+            .await
+            .with_context(|| format!("admin: cannot listen on {}", cfg.admin.listen))?;
+        let metrics_listener = bind_metrics(&cfg).await?;
 
-    let admin_listener = admin::bind(cfg.admin.listen)
-        .await
-        .with_context(|| format!("admin: cannot listen on {}", cfg.admin.listen))?;
-    let metrics_listener = bind_metrics(&cfg).await?;
+        let (live, placeholder) = initial_live(&cfg, &checker, &proxy);
+        let shutdown = CancellationToken::new();
+        let proxy_cancel = CancellationToken::new();
+        let tasks = Tasks::default();
+        let proxy_listen = proxy.local_addr();
+        let proxy_handle = proxy.handle();
+        // The proxy serves on every LB node, master or not, from the start.
+        let proxy_task = tasks.proxy.spawn(proxy.run(proxy_cancel.clone()));
+        let (cfg_tx, track_rx, tracker) =
+            spawn_tracking(&cfg, &checker, backends_tx, &tasks, &shutdown);
+        let registry = Arc::new(metrics::registry(live.clone()));
+        let admin_task = tokio::spawn(admin::serve(
+            admin_listener,
+            admin_state(&registry, &live, &tasks),
+            shutdown.clone(),
+        ));
+        let metrics_task = metrics_listener.map(|l| {
+            let state = AdminState::metrics_only(registry.clone());
+            tokio::spawn(admin::serve(l, state, shutdown.clone()))
+        });
+        Ok(Self {
+            current: cfg,
+            checker,
+            proxy_handle,
+            proxy_listen,
+            live,
+            tasks,
+            placeholder: Some(placeholder),
+            instance: None,
+            cfg_tx,
+            track_rx,
+            notifier: Notifier::from_env(),
+            shutdown,
+            proxy_cancel,
+            proxy_task,
+            tracker,
+            admin_task,
+            metrics_task,
+            watchdog: None,
+        })
+    }
 
-    // Until VRRP joins, the admin endpoint already answers: /healthz 200, /readyz 503 ("initializing") and
-    // /status with the VRRP state `initialize`, from a placeholder status the instance's replaces.
+    /// Joins VRRP with the priority the backends deserve: waits (briefly) for the first round of checks.
+    async fn join_vrrp(&mut self) -> anyhow::Result<()> {
+        let cfg = self.current.clone();
+        let mut health_rx = self.checker.subscribe();
+        wait_for_first_round(&mut health_rx, first_round_budget(&cfg)).await;
+        let any_healthy = health_rx.borrow().iter().any(|b| b.healthy);
+        let decision = track_decision(&cfg, any_healthy);
+        let instance = Instance::start(instance_config(&cfg))
+            .await
+            .context("VRRP")?;
+        apply_track(Some(&instance), decision);
+        if !any_healthy {
+            warn!(
+                "no healthy backend yet: joining VRRP with priority {}",
+                decision.priority
+            );
+        }
+        self.instance = Some(instance);
+        self.publish_instance();
+        self.placeholder = None;
+        Ok(())
+    }
+
+    /// The instance's status and counters become what the admin endpoint and the metrics read.
+    fn publish_instance(&self) {
+        if let Some(i) = &self.instance {
+            let mut l = self.live.write().unwrap_or_else(|e| e.into_inner());
+            l.vrrp_status = i.status();
+            l.vrrp_stats = i.stats();
+        }
+    }
+
+    fn ready_status(&self) -> String {
+        let c = &self.current;
+        format!(
+            "VIP {} on {}, proxy {}",
+            c.control_plane_vip, c.interface, self.proxy_listen
+        )
+    }
+
+    /// Tells systemd the daemon is ready and starts its watchdog pings.
+    fn announce_ready(&mut self) {
+        if let Err(e) = self.notifier.ready(&self.ready_status()) {
+            warn!("sd_notify READY failed: {e}");
+        }
+        let (l, t) = (self.live.clone(), self.tasks.clone());
+        self.watchdog = self.notifier.spawn_watchdog(
+            move || liveness(&l.read().unwrap_or_else(|e| e.into_inner()), &t).is_ok(),
+            self.shutdown.clone(),
+        );
+        info!(
+            proxy = %self.proxy_listen,
+            admin = %self.current.admin.listen,
+            metrics = ?self.current.metrics.listen,
+            "vipd is running"
+        );
+    }
+
+    /// The signal loop: reloads on SIGHUP, forwards tracking decisions, returns on SIGTERM / SIGINT.
+    async fn serve(&mut self, source: &ConfigSource, signals: &mut Signals) {
+        loop {
+            tokio::select! {
+                received = signals.next() => match received {
+                    Received::Stop(name) => {
+                        info!("{name}: handing over the VIP and draining");
+                        return;
+                    }
+                    Received::Reload => self.on_sighup(source).await,
+                },
+                changed = self.track_rx.changed() => {
+                    if changed.is_err() { return; }
+                    apply_track(self.instance.as_ref(), *self.track_rx.borrow_and_update());
+                }
+            }
+        }
+    }
+
+    async fn on_sighup(&mut self, source: &ConfigSource) {
+        let _ = self.notifier.reloading();
+        let result = reload(
+            source,
+            &self.current,
+            &self.checker,
+            &self.proxy_handle,
+            &mut self.instance,
+        )
+        .await;
+        if let Ok(Some(new)) = &result {
+            self.current = new.clone();
+            let _ = self.cfg_tx.send(new.clone());
+        }
+        publish_reload(&self.live, &result, self.instance.as_ref());
+        // Whatever the reload did, the instance gets the current tracking decision.
+        apply_track(self.instance.as_ref(), *self.track_rx.borrow_and_update());
+        let _ = self.notifier.ready(&self.ready_status());
+        // Last: the log line is what an operator (and a test) waits for, so all it announces is already
+        // true: counters, /status, tracking, READY.
+        announce_reload(&result);
+    }
+
+    /// VIP first (priority 0: the backup takes over after its skew time), then the proxy drains what it has,
+    /// then the remaining tasks stop.
+    async fn stop(self) {
+        let _ = self.notifier.stopping();
+        if let Some(i) = self.instance {
+            i.shutdown().await;
+            info!("VIP handed over");
+        }
+        self.proxy_cancel.cancel();
+        if let Err(e) = self.proxy_task.await {
+            error!("proxy task failed: {e}");
+        }
+        self.shutdown.cancel();
+        let _ = self.tracker.await;
+        let _ = self.admin_task.await;
+        if let Some(t) = self.metrics_task {
+            let _ = t.await;
+        }
+        if let Some(w) = self.watchdog {
+            let _ = w.await;
+        }
+        self.checker.shutdown().await;
+        info!("stopped");
+    }
+}
+
+/// The live state before VRRP joins: the admin endpoint already answers (/healthz 200, /readyz 503
+/// "initializing", /status with the VRRP state `initialize`) from a placeholder status the instance's replaces.
+fn initial_live(
+    cfg: &Arc<Config>,
+    checker: &health::HealthChecker,
+    proxy: &proxy::Proxy,
+) -> (SharedLive, watch::Sender<vrrp::sys::VrrpStatus>) {
     let (placeholder_tx, placeholder_rx) = watch::channel(vrrp::sys::VrrpStatus {
         state: vrrp::proto::State::Initialize,
         effective_priority: cfg.vrrp.priority,
@@ -187,30 +461,35 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
         transitions: 0,
         master_advert_interval: cfg.vrrp.advert_interval,
     });
-    let live: SharedLive = Arc::new(RwLock::new(Live {
+    let live = Arc::new(RwLock::new(Live {
         config: cfg.clone(),
         vrrp_status: placeholder_rx,
         vrrp_stats: Arc::default(),
         health: checker.subscribe(),
-        proxy_stats: proxy_stats.clone(),
-        proxy_listen,
+        proxy_stats: proxy.stats(),
+        proxy_listen: proxy.local_addr(),
         started: SystemTime::now(),
         reloads: 0,
         reload_failures: 0,
     }));
+    (live, placeholder_tx)
+}
 
-    let shutdown = CancellationToken::new();
-    let proxy_cancel = CancellationToken::new();
-    let tasks = Tasks::default();
-    // The proxy serves on every LB node, master or not, from the start.
-    let proxy_task = tasks.proxy.spawn(proxy.run(proxy_cancel.clone()));
-
-    // Tracking: health -> proxy backend set and VRRP priority. The instance is replaced on reload, so the task
-    // talks to it through a channel of decisions the main loop forwards.
-    let (track_tx, mut track_rx) = watch::channel(track_decision(
-        &cfg,
-        health_rx.borrow().iter().any(|b| b.healthy),
-    ));
+/// Tracking: health -> proxy backend set and VRRP priority. The instance is replaced on reload, so the task
+/// talks to it through a channel of decisions the signal loop forwards; a new config reaches it on `cfg_tx`.
+fn spawn_tracking(
+    cfg: &Arc<Config>,
+    checker: &health::HealthChecker,
+    backends_tx: watch::Sender<proxy::Backends>,
+    tasks: &Tasks,
+    shutdown: &CancellationToken,
+) -> (
+    watch::Sender<Arc<Config>>,
+    watch::Receiver<TrackDecision>,
+    JoinHandle<()>,
+) {
+    let any_healthy = checker.subscribe().borrow().iter().any(|b| b.healthy);
+    let (track_tx, track_rx) = watch::channel(track_decision(cfg, any_healthy));
     let (cfg_tx, cfg_rx) = watch::channel(cfg.clone());
     let tracker = tasks.tracker.spawn(track_health(
         checker.subscribe(),
@@ -219,28 +498,29 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
         track_tx,
         shutdown.clone(),
     ));
+    (cfg_tx, track_rx, tracker)
+}
 
-    let registry = Arc::new(metrics::registry(live.clone()));
-    let admin_state = {
-        let (l1, l2, l3) = (live.clone(), live.clone(), live.clone());
-        let (tasks1, tasks2) = (tasks.clone(), tasks.clone());
-        AdminState::new(
-            registry.clone(),
-            move || status_doc(&l1.read().unwrap_or_else(|e| e.into_inner())),
-            move || liveness(&l2.read().unwrap_or_else(|e| e.into_inner()), &tasks1),
-            move || readiness(&l3.read().unwrap_or_else(|e| e.into_inner()), &tasks2),
-        )
-    };
-    let admin_task = tokio::spawn(admin::serve(admin_listener, admin_state, shutdown.clone()));
-    let metrics_task = metrics_listener.map(|l| {
-        let state = AdminState::metrics_only(registry.clone());
-        tokio::spawn(admin::serve(l, state, shutdown.clone()))
-    });
+fn admin_state(
+    registry: &Arc<prometheus_client::registry::Registry>,
+    live: &SharedLive,
+    tasks: &Tasks,
+) -> AdminState {
+    let (l1, l2, l3) = (live.clone(), live.clone(), live.clone());
+    let (tasks1, tasks2) = (tasks.clone(), tasks.clone());
+    AdminState::new(
+        registry.clone(),
+        move || status_doc(&l1.read().unwrap_or_else(|e| e.into_inner())),
+        move || liveness(&l2.read().unwrap_or_else(|e| e.into_inner()), &tasks1),
+        move || readiness(&l3.read().unwrap_or_else(|e| e.into_inner()), &tasks2),
+    )
+}
 
-    // Join VRRP with the priority the backends deserve: wait (briefly) for the first round of checks.
-    let first_round = Instant::now() + first_round_budget(&cfg);
+/// Until every backend has been checked once, or the budget is spent.
+async fn wait_for_first_round(health_rx: &mut watch::Receiver<health::Snapshot>, budget: Duration) {
+    let deadline = Instant::now() + budget;
     while !health_rx.borrow().iter().all(|b| b.checks > 0) {
-        let left = first_round.saturating_duration_since(Instant::now());
+        let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero()
             || tokio::time::timeout(left, health_rx.changed())
                 .await
@@ -249,95 +529,6 @@ pub async fn run(config_path: PathBuf, cfg: Config) -> anyhow::Result<()> {
             break;
         }
     }
-    let any_healthy = health_rx.borrow().iter().any(|b| b.healthy);
-    let decision = track_decision(&cfg, any_healthy);
-
-    let instance = Instance::start(instance_config(&cfg))
-        .await
-        .context("VRRP")?;
-    apply_track(Some(&instance), decision);
-    if !any_healthy {
-        warn!(
-            "no healthy backend yet: joining VRRP with priority {}",
-            decision.priority
-        );
-    }
-    {
-        let mut l = live.write().unwrap_or_else(|e| e.into_inner());
-        l.vrrp_status = instance.status();
-        l.vrrp_stats = instance.stats();
-    }
-    drop(placeholder_tx);
-
-    let notifier = Notifier::from_env();
-    let ready_status = |c: &Config| {
-        format!(
-            "VIP {} on {}, proxy {}",
-            c.control_plane_vip, c.interface, proxy_listen
-        )
-    };
-    if let Err(e) = notifier.ready(&ready_status(&cfg)) {
-        warn!("sd_notify READY failed: {e}");
-    }
-    let watchdog = {
-        let (l, t) = (live.clone(), tasks.clone());
-        notifier.spawn_watchdog(
-            move || liveness(&l.read().unwrap_or_else(|e| e.into_inner()), &t).is_ok(),
-            shutdown.clone(),
-        )
-    };
-    info!(proxy = %proxy_listen, admin = %cfg.admin.listen, metrics = ?cfg.metrics.listen, "vipd is running");
-
-    let mut current = cfg;
-    let mut instance = Some(instance);
-    loop {
-        tokio::select! {
-            _ = sigterm.recv() => { info!("SIGTERM: handing over the VIP and draining"); break; }
-            _ = sigint.recv() => { info!("SIGINT: handing over the VIP and draining"); break; }
-            _ = sighup.recv() => {
-                let _ = notifier.reloading();
-                let result = reload(&config_path, &current, &checker, &proxy_handle, &mut instance).await;
-                if let Ok(Some(new)) = &result {
-                    current = new.clone();
-                    let _ = cfg_tx.send(new.clone());
-                }
-                publish_reload(&live, &result, instance.as_ref());
-                // Whatever the reload did, the instance gets the current tracking decision.
-                apply_track(instance.as_ref(), *track_rx.borrow_and_update());
-                let _ = notifier.ready(&ready_status(&current));
-                // Last: the log line is what an operator (and a test) waits for, so all it announces is
-                // already true: counters, /status, tracking, READY.
-                announce_reload(&result);
-            }
-            changed = track_rx.changed() => {
-                if changed.is_err() { break; }
-                apply_track(instance.as_ref(), *track_rx.borrow_and_update());
-            }
-        }
-    }
-
-    let _ = notifier.stopping();
-    // VIP first (priority 0: the backup takes over after its skew time), then the proxy drains what it has.
-    if let Some(i) = instance {
-        i.shutdown().await;
-        info!("VIP handed over");
-    }
-    proxy_cancel.cancel();
-    if let Err(e) = proxy_task.await {
-        error!("proxy task failed: {e}");
-    }
-    shutdown.cancel();
-    let _ = tracker.await;
-    let _ = admin_task.await;
-    if let Some(t) = metrics_task {
-        let _ = t.await;
-    }
-    if let Some(w) = watchdog {
-        let _ = w.await;
-    }
-    checker.shutdown().await;
-    info!("stopped");
-    Ok(())
 }
 
 /// The metrics listener, when `metrics.listen` is set; bound at start like the admin endpoint, so a taken
@@ -492,6 +683,12 @@ async fn track_health(
                         "no healthy backend: {}",
                         match cfg.vrrp.track {
                             Track::Fault => "VRRP goes to fault".to_string(),
+                            Track::Lowest if cfg.vrrp.priority == Priority::OWNER => {
+                                "VRRP priority stays 255 (address owner)".to_string()
+                            }
+                            Track::Lowest => format!(
+                                "VRRP priority drops to {UNHEALTHY_PRIORITY} (lowest), below every healthy node"
+                            ),
                             Track::Weight(w) => format!("VRRP priority adjusted by {w}"),
                         }
                     );
@@ -516,18 +713,23 @@ async fn track_health(
 /// Applies a new config file. `Ok(None)` when nothing changed, `Ok(Some)` with the config now running; an error
 /// leaves everything as it was.
 async fn reload(
-    path: &Path,
+    source: &ConfigSource,
     current: &Arc<Config>,
     checker: &health::HealthChecker,
     proxy: &proxy::ProxyHandle,
     instance: &mut Option<Instance>,
 ) -> anyhow::Result<Option<Arc<Config>>> {
-    let new = match Config::load(path) {
-        Ok(c) => c,
-        Err(e) => {
+    let new = match source.load() {
+        Ok((c, warnings)) => {
+            for w in warnings {
+                warn!("reload: {w}");
+            }
+            c
+        }
+        Err(lines) => {
             return Err(InvalidFile {
-                path: path.to_path_buf(),
-                lines: e.lines(path),
+                what: source.describe(),
+                lines,
             }
             .into())
         }
@@ -584,13 +786,14 @@ async fn reload(
 /// A config file that does not validate, refused on reload; `lines` are those `vipd validate` prints.
 #[derive(Debug)]
 struct InvalidFile {
-    path: PathBuf,
+    /// The file, or the files with `--cluster-config`.
+    what: String,
     lines: Vec<String>,
 }
 
 impl std::fmt::Display for InvalidFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} is not valid", self.path.display())
+        write!(f, "{} is not valid", self.what)
     }
 }
 
@@ -636,3 +839,6 @@ fn announce_reload(result: &anyhow::Result<Option<Arc<Config>>>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -117,10 +117,11 @@ fn missing_file_is_a_clear_error() {
 fn usage_errors_exit_2() {
     assert_eq!(vipd(&["validate"]).status.code(), Some(2));
     assert_eq!(
-        vipd(&["validate", "--config", "a", "--cluster-config", "b"])
+        vipd(&["validate", "--config", "a", "--print"])
             .status
             .code(),
-        Some(2)
+        Some(2),
+        "--print only goes with --cluster-config"
     );
     assert_eq!(
         vipd(&["validate", "--config", "a", "--node", "192.0.2.1"])

@@ -1085,3 +1085,172 @@ fn reload_of_vrrp_settings_restarts_the_instance_with_a_handover() {
     assert!(zero.is_some(), "no priority 0 handover from n1: {prios:?}");
     assert!(prios[..zero.unwrap()].contains(&150), "{prios:?}");
 }
+
+/// Which node holds the VIP on its `eth0`, once exactly one does.
+fn vip_holder(lab: &Lab, names: &[&str]) -> Option<String> {
+    wait_for(LONG, || {
+        let holders: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| lab.node(n).ns.has_addr("eth0", vip()))
+            .collect();
+        (holders.len() == 1).then(|| holders[0].to_string())
+    })
+}
+
+/// The default tracking (`trackWeight` left out): nodes with these priorities, each with a backend of its own;
+/// the first `lose` nodes (the highest) lose theirs. The VIP must go to the best node that still has one, however
+/// far apart the priorities; with every backend gone some node must still hold it; then it comes back.
+fn default_tracking(tag: &str, priorities: &[u8], lose: usize) {
+    let names: Vec<String> = (1..=priorities.len()).map(|i| format!("n{i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let lab = lab(tag, &names);
+    let dir = TempDir::new(tag).unwrap();
+    let be = &lab.node("be").ns;
+    let addrs: Vec<SocketAddr> = (0..names.len())
+        .map(|i| be_addr(&lab, 6443 + i as u16))
+        .collect();
+    let mut backends: Vec<Proc> = (0..names.len())
+        .map(|i| backend(be, addrs[i], &format!("be{i}")))
+        .collect();
+    let nodes: Vec<VipdNode> = (0..names.len())
+        .map(|i| {
+            let mut s = VipdSpec::new(vip(), vec![addrs[i]], priorities[i]);
+            s.track_weight = String::new();
+            VipdNode::start(vipd_bin(), &lab.node(names[i]).ns, &s, dir.path()).unwrap()
+        })
+        .collect();
+    wait_master(&nodes[0]);
+    assert_eq!(vip_holder(&lab, &names).as_deref(), Some(names[0]));
+
+    for b in &mut backends[..lose] {
+        b.kill9();
+    }
+    wait_master(&nodes[lose]);
+    assert_eq!(vip_holder(&lab, &names).as_deref(), Some(names[lose]));
+    for n in &nodes[..lose] {
+        assert!(
+            n.wait_state("backup", LONG).is_some(),
+            "{:?}",
+            n.status().ok()
+        );
+        assert_eq!(n.status().unwrap()["vrrp"]["effectivePriority"], 1);
+        assert!(n
+            .proc
+            .wait_line(LONG, |l| l.contains("VRRP priority drops to 1 (lowest)"))
+            .is_some());
+    }
+
+    // No backend anywhere (bootstrap: no apiserver is up yet): all advertise 1, and the tie still elects one.
+    for b in &mut backends[lose..] {
+        b.kill9();
+    }
+    assert!(wait_for(LONG, || nodes
+        .iter()
+        .all(|n| n
+            .status()
+            .is_ok_and(|s| s["vrrp"]["effectivePriority"] == 1))
+        .then_some(()))
+    .is_some());
+    let holder = vip_holder(&lab, &names).expect("no node holds the VIP with every backend down");
+    let masters = nodes
+        .iter()
+        .filter(|n| n.state().as_deref() == Some("master"))
+        .count();
+    assert_eq!(masters, 1, "VIP on {holder}");
+
+    // Every backend back: the highest priority takes the VIP back (preempt).
+    let _back: Vec<Proc> = (0..names.len())
+        .map(|i| backend(be, addrs[i], &format!("be{i}")))
+        .collect();
+    wait_master(&nodes[0]);
+    assert_eq!(
+        nodes[0].status().unwrap()["vrrp"]["effectivePriority"],
+        priorities[0]
+    );
+    assert_eq!(vip_holder(&lab, &names).as_deref(), Some(names[0]));
+}
+
+/// Measured before the fix: 150 - 50 = 100 tied with the backup, and a tie keeps the master.
+#[test]
+fn default_tracking_moves_the_vip_150_100() {
+    default_tracking("vd-dt2", &[150, 100], 1);
+}
+
+#[test]
+fn default_tracking_moves_the_vip_200_150_100() {
+    default_tracking("vd-dt3", &[200, 150, 100], 2);
+}
+
+/// `vrrp: {vrid: 65, priority: 255}` with no trackWeight starts, takes the VIP from a running master at once,
+/// says once that its priority never changes, and keeps the VIP without a healthy backend.
+#[test]
+fn the_owner_starts_without_track_weight_and_takes_the_vip_at_once() {
+    let lab = lab("vd-own", &["n1", "n2"]);
+    let dir = TempDir::new("vd-own").unwrap();
+    let be = &lab.node("be").ns;
+    let a = be_addr(&lab, 6443);
+    let mut b = backend(be, a, "be");
+    let mut s2 = VipdSpec::new(vip(), vec![a], 100);
+    s2.vrid = 65;
+    let n2 = VipdNode::start(vipd_bin(), &lab.node("n2").ns, &s2, dir.path()).unwrap();
+    wait_master(&n2);
+    let mut s1 = VipdSpec::new(vip(), vec![a], 255);
+    s1.vrid = 65;
+    s1.track_weight = String::new();
+    let started = Instant::now();
+    let n1 = VipdNode::start(vipd_bin(), &lab.node("n1").ns, &s1, dir.path()).unwrap();
+    wait_master(&n1);
+    let took = started.elapsed();
+    println!("owner: master {} ms after its start", took.as_millis());
+    // Start-up waits at most health.timeout + 500 ms for the first checks; an owner skips Master_Down_Interval.
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert!(n2.wait_state("backup", LONG).is_some());
+    assert_eq!(vip_holder(&lab, &["n1", "n2"]).as_deref(), Some("n1"));
+    let owner_lines = |n: &VipdNode| {
+        n.proc
+            .lines()
+            .iter()
+            .filter(|l| l.contains("priority 255: this node owns the VIP"))
+            .count()
+    };
+    assert_eq!(owner_lines(&n1), 1, "{:?}", n1.proc.lines());
+
+    b.kill9();
+    assert!(n1
+        .proc
+        .wait_line(LONG, |l| l.contains("VRRP priority stays 255"))
+        .is_some());
+    let st = n1.status().unwrap();
+    assert_eq!(
+        (&st["vrrp"]["state"], &st["vrrp"]["effectivePriority"]),
+        (&Value::from("master"), &Value::from(255)),
+        "{st}"
+    );
+    assert_eq!(owner_lines(&n1), 1);
+}
+
+/// Cluster bootstrap: no apiserver is up yet, yet kubeadm needs the VIP to reach the first one. With the default
+/// tracking every node joins at priority 1 and the election still gives the VIP to exactly one of them.
+#[test]
+fn default_tracking_elects_one_node_when_no_backend_is_up() {
+    let lab = lab("vd-boot", &["n1", "n2", "n3"]);
+    let dir = TempDir::new("vd-boot").unwrap();
+    let nothing = be_addr(&lab, 6443);
+    let nodes: Vec<VipdNode> = [("n1", 200), ("n2", 150), ("n3", 100)]
+        .iter()
+        .map(|(n, p)| {
+            let mut s = VipdSpec::new(vip(), vec![nothing], *p);
+            s.track_weight = String::new();
+            VipdNode::start(vipd_bin(), &lab.node(n).ns, &s, dir.path()).unwrap()
+        })
+        .collect();
+    let holder = vip_holder(&lab, &["n1", "n2", "n3"]).expect("nobody holds the VIP at bootstrap");
+    let masters: Vec<usize> = (0..3)
+        .filter(|i| nodes[*i].state().as_deref() == Some("master"))
+        .collect();
+    assert_eq!(masters.len(), 1, "VIP on {holder}");
+    for n in &nodes {
+        assert_eq!(n.status().unwrap()["vrrp"]["effectivePriority"], 1);
+    }
+}

@@ -43,7 +43,7 @@ pub struct VipdSpec {
     pub health_timeout: &'static str,
     pub rise: u32,
     pub fall: u32,
-    /// `trackWeight`: a number or `fault`.
+    /// `trackWeight`: a number, `lowest` or `fault`; empty leaves it out (vipd's default).
     pub track_weight: String,
     pub admin_listen: SocketAddr,
     /// Extra keys per section: `extra["proxy"] = ["drainTimeout: 5s"]`.
@@ -97,7 +97,9 @@ impl VipdSpec {
         let _ = writeln!(y, "  priority: {}", self.priority);
         let _ = writeln!(y, "  advertInterval: {}", self.advert_interval);
         let _ = writeln!(y, "  preempt: {}", self.preempt);
-        let _ = writeln!(y, "  trackWeight: {}", self.track_weight);
+        if !self.track_weight.is_empty() {
+            let _ = writeln!(y, "  trackWeight: {}", self.track_weight);
+        }
         if !self.unicast_peers.is_empty() {
             let _ = writeln!(y, "  unicastPeers:");
             for p in &self.unicast_peers {
@@ -172,6 +174,27 @@ impl VipdNode {
         let mut cmd = ns.command(bin);
         cmd.arg("run").arg("--config").arg(config_path);
         cmd.env("RUST_LOG", "info");
+        let proc = ns.spawn(cmd)?;
+        Ok(VipdNode {
+            proc,
+            config_path: config_path.to_path_buf(),
+            ns_name: ns.name().to_string(),
+            admin,
+        })
+    }
+
+    /// Starts `bin run ARGS` in `ns` (`--cluster-config FILE --config FILE`, ...); `config_path` is the file a
+    /// reload rewrites, `admin` where its admin endpoint answers. Does not wait.
+    pub fn start_with_args(
+        bin: &Path,
+        ns: &Netns,
+        args: &[&str],
+        config_path: &Path,
+        admin: SocketAddr,
+    ) -> Result<VipdNode> {
+        let mut cmd = ns.command(bin);
+        cmd.arg("run").args(args);
+        cmd.env("RUST_LOG", "info").env("NO_COLOR", "1");
         let proc = ns.spawn(cmd)?;
         Ok(VipdNode {
             proc,

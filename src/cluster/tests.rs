@@ -91,7 +91,7 @@ fn base_derives_the_node_config() {
     assert_eq!(c.vrrp.unicast_peers, [ip("192.0.2.12"), ip("192.0.2.13")]);
     assert_eq!(c.vrrp.unicast_source, Some(ip("192.0.2.11")));
     assert_eq!(c.vrrp.vrid, vrid_for("prod"));
-    assert_eq!(c.vrrp.track, Track::Weight(-50));
+    assert_eq!(c.vrrp.track, Track::Lowest);
     assert_eq!(r.cluster_name, "prod");
 }
 
@@ -510,4 +510,47 @@ fn golden_messages() {
         };
         crate::golden::compare(&input.with_extension("out"), &got);
     }
+}
+
+/// First highest, and a node added at the end of the pool changes no other node's priority.
+#[test]
+fn priority_follows_the_position_and_is_stable_when_the_pool_grows() {
+    let pool = |n: usize| {
+        let nodes: Vec<String> = (0..n)
+            .map(|i| format!("{{address: 192.0.2.{}}}", 31 + i))
+            .collect();
+        BASE.replace(
+            "    addressPools:",
+            &format!(
+                "    nodePoolSpec:\n      nodes: [{}]\n    addressPools:",
+                nodes.join(", ")
+            ),
+        )
+    };
+    let prio = |yaml: &str, node: &str| {
+        let opts = ClusterOptions {
+            node: Some(ip(node)),
+            subnet: Some("192.0.2.0/24".parse().unwrap()),
+            ..Default::default()
+        };
+        let r = run(yaml, &opts);
+        assert!(r.errors.is_empty(), "{}", r.errors);
+        r.derived.unwrap().config.vrrp.priority.get()
+    };
+    let (three, four) = (pool(3), pool(4));
+    for (node, want) in [
+        ("192.0.2.31", 200),
+        ("192.0.2.32", 190),
+        ("192.0.2.33", 180),
+    ] {
+        assert_eq!(prio(&three, node), want);
+        assert_eq!(prio(&four, node), want);
+    }
+    assert_eq!(prio(&four, "192.0.2.34"), 170);
+    assert_eq!(position_priority(19).get(), 10);
+    assert_eq!(
+        position_priority(25).get(),
+        2,
+        "never below what the default tracking needs"
+    );
 }

@@ -69,7 +69,7 @@ fn minimal_config_gets_every_default() {
             refresh: Duration::ZERO
         }
     );
-    assert_eq!(c.vrrp.track, Track::Weight(-50));
+    assert_eq!(c.vrrp.track, Track::Lowest);
     assert_eq!(c.health.kind, HealthKind::Https);
     assert_eq!(c.health.path, "/readyz");
     assert_eq!(c.health.expect_status, 200);
@@ -230,7 +230,7 @@ fn cross_field_rules_run_even_when_other_fields_fail() {
         [
             "controlPlaneVIP: \"x\" is not an IPv4 or IPv6 address",
             "vrrp.trackWeight: -50 cannot apply to priority 255 (the address owner's priority never \
-             changes); use a priority below 255, trackWeight: 0 or trackWeight: fault",
+             changes); use a priority below 255, or leave trackWeight out (or write 0, lowest or fault)",
             "admin.listen: 127.0.0.1:443 collides with the proxy listener 0.0.0.0:443",
         ]
     );
@@ -402,7 +402,13 @@ fn vrid_and_priority_ranges() {
         &doc("priority: 0", ""),
         "vrrp.priority: 0 is out of range 1..=255",
     );
-    assert_eq!(ok(&doc("priority: 1", "")).vrrp.priority, Priority(1));
+    // In range; with the default trackWeight it is refused for another reason (priority_1_needs_an_explicit_track_policy).
+    assert_eq!(
+        ok(&doc("priority: 1\ntrackWeight: fault", ""))
+            .vrrp
+            .priority,
+        Priority(1)
+    );
 }
 
 #[test]
@@ -556,6 +562,10 @@ fn garp_rules() {
 fn track_weight_rules() {
     assert_eq!(ok(&doc("trackWeight: fault", "")).vrrp.track, Track::Fault);
     assert_eq!(
+        ok(&doc("trackWeight: lowest", "")).vrrp.track,
+        Track::Lowest
+    );
+    assert_eq!(
         ok(&doc("trackWeight: 20", "")).vrrp.track,
         Track::Weight(20)
     );
@@ -565,15 +575,39 @@ fn track_weight_rules() {
     );
     assert_error(
         &doc("trackWeight: fail", ""),
-        "vrrp.trackWeight: \"fail\" is neither an integer in -254..=254 nor \"fault\"",
+        "vrrp.trackWeight: \"fail\" is neither an integer in -254..=254 nor \"lowest\" or \"fault\"",
+    );
+}
+
+/// The owner's priority never changes: only a weight the user wrote (non-zero) contradicts it.
+#[test]
+fn priority_255_refuses_only_an_explicit_weight() {
+    let c = ok(&doc("priority: 255", ""));
+    assert_eq!(
+        (c.vrrp.priority, c.vrrp.track),
+        (Priority::OWNER, Track::Lowest)
     );
     assert_error(
-        &doc("priority: 255", ""),
+        &doc("priority: 255\ntrackWeight: -50", ""),
         "vrrp.trackWeight: -50 cannot apply to priority 255 (the address owner's priority never changes); \
-         use a priority below 255, trackWeight: 0 or trackWeight: fault",
+         use a priority below 255, or leave trackWeight out (or write 0, lowest or fault)",
     );
     ok(&doc("priority: 255\ntrackWeight: 0", ""));
+    ok(&doc("priority: 255\ntrackWeight: lowest", ""));
     ok(&doc("priority: 255\ntrackWeight: fault", ""));
+}
+
+/// Priority 1 is what an unhealthy node advertises by default: a healthy node at 1 could lose to it.
+#[test]
+fn priority_1_needs_an_explicit_track_policy() {
+    assert_error(
+        &doc("priority: 1", ""),
+        "vrrp.priority: 1 is what a node without a healthy backend advertises with trackWeight: lowest (the \
+         default), so this node could not win over one; use 2..=255, or a numeric trackWeight or fault",
+    );
+    ok(&doc("priority: 2", ""));
+    ok(&doc("priority: 1\ntrackWeight: fault", ""));
+    ok(&doc("priority: 1\ntrackWeight: 0", ""));
 }
 
 #[test]
