@@ -15,7 +15,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::io::Interest;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -458,16 +459,7 @@ async fn connect_backend(
         // Counted before the connect completes, so a burst of clients spreads under leastconn.
         bstats.active.fetch_add(1, Ordering::Relaxed);
         let guard = BackendGuard(bstats.clone());
-        let res = match sockopt::backend_socket(pick.addr) {
-            Ok(s) => {
-                let s = TcpSocket::from_std_stream(s.into());
-                match tokio::time::timeout(settings.connect_timeout, s.connect(pick.addr)).await {
-                    Ok(r) => r,
-                    Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timeout")),
-                }
-            }
-            Err(e) => Err(e),
-        };
+        let res = connect(pick.addr, settings.connect_timeout).await;
         match res {
             Ok(stream) => {
                 bstats.total.fetch_add(1, Ordering::Relaxed);
@@ -488,6 +480,32 @@ async fn connect_backend(
         }
     }
     None
+}
+
+/// Connects to one backend. Completion is read from the readiness alone: a connect that fails reports an
+/// error or a hang-up, so SO_ERROR is fetched only then (tokio's connect fetches it every time).
+async fn connect(addr: SocketAddr, within: Duration) -> io::Result<TcpStream> {
+    let sock = sockopt::backend_socket(addr)?;
+    let done = sockopt::start_connect(&sock, addr)?;
+    let stream = TcpStream::from_std(std::net::TcpStream::from(sock))?;
+    if done {
+        return Ok(stream);
+    }
+    let ready = match tokio::time::timeout(
+        within,
+        stream.ready(Interest::WRITABLE | Interest::ERROR),
+    )
+    .await
+    {
+        Ok(r) => r?,
+        Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "connect timeout")),
+    };
+    if ready.is_error() || ready.is_write_closed() {
+        return Err(stream
+            .take_error()?
+            .unwrap_or_else(|| io::ErrorKind::ConnectionRefused.into()));
+    }
+    Ok(stream)
 }
 
 async fn session(
@@ -536,7 +554,7 @@ async fn session(
             Ok(()) => End::Done,
             Err(e) => End::Error(e),
         },
-        _ = idle(&activity, &shared.settings) => End::Idle,
+        _ = idle(&activity, &shared.settings, server, sockopt::TUNE_AFTER) => End::Idle,
         _ = reg.token.cancelled() => End::Killed,
     };
     match end {
@@ -570,22 +588,41 @@ enum End {
 /// this often, so it is long: at 10 s, 9,000 idle watches cost twice HAProxy's idle CPU (bench/).
 const IDLE_RECHECK: Duration = Duration::from_secs(60);
 
-/// Resolves when the session has moved no byte for `idle_timeout`. A plain timer, not a watch on the
-/// settings: the settings channel is shared by every session, so waiting on it would put a shared lock on every
-/// wake-up. A live change of the timeout reaches open sessions within [`IDLE_RECHECK`] (or the old timeout).
-async fn idle(activity: &forward::Activity, settings: &watch::Receiver<ProxySettings>) {
+/// The session's one timer. Resolves when the session has moved no byte for `idle_timeout`; on the way it gives
+/// the backend socket its dead-peer options once the session is `tune_after` old ([`sockopt::TUNE_AFTER`]). A plain timer, not
+/// a watch on the settings: the settings channel is shared by every session, so waiting on it would put a
+/// shared lock on every wake-up. A live change of the timeout reaches open sessions within [`IDLE_RECHECK`] (or
+/// the old timeout).
+async fn idle(
+    activity: &forward::Activity,
+    settings: &watch::Receiver<ProxySettings>,
+    server: &TcpStream,
+    tune_after: Duration,
+) {
+    let tune_at = Instant::now() + tune_after;
+    let mut tuned = false;
     loop {
+        let now = Instant::now();
+        if !tuned && now >= tune_at {
+            tuned = true;
+            if let Err(e) = sockopt::tune_late(socket2::SockRef::from(server)) {
+                tracing::debug!(error = %e, "proxy: cannot set keepalive on the backend socket");
+            }
+        }
         let timeout = settings.borrow().idle_timeout;
-        let deadline = match timeout {
-            None => Instant::now() + IDLE_RECHECK,
+        let mut deadline = match timeout {
+            None => now + IDLE_RECHECK,
             Some(t) => {
                 let d = activity.last() + t;
-                if Instant::now() >= d {
+                if now >= d {
                     return;
                 }
-                d.min(Instant::now() + IDLE_RECHECK)
+                d.min(now + IDLE_RECHECK)
             }
         };
+        if !tuned {
+            deadline = deadline.min(tune_at);
+        }
         tokio::time::sleep_until(deadline.into()).await;
     }
 }
@@ -625,5 +662,47 @@ async fn monitor(
                 tracing::info!(backend = %addr, sessions = n, "proxy: backend down, closing its sessions");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use socket2::SockRef;
+
+    /// The backend leg gets keepalive and TCP_USER_TIMEOUT from the session timer, not at connect time.
+    #[tokio::test]
+    async fn session_timer_tunes_the_backend_socket_late() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let s = connect(addr, Duration::from_secs(2)).await.unwrap();
+        let _peer = l.accept().unwrap();
+        let (_tx, rx) = watch::channel(ProxyConfig::new(addr).settings());
+        let activity = forward::Activity::new();
+        let r = SockRef::from(&s);
+        assert!(r.tcp_nodelay().unwrap());
+        assert!(!r.keepalive().unwrap(), "not set at connect time");
+        let timer = idle(&activity, &rx, &s, Duration::from_millis(300));
+        tokio::pin!(timer);
+        assert!(tokio::time::timeout(Duration::from_millis(100), &mut timer)
+            .await
+            .is_err());
+        assert!(!r.keepalive().unwrap(), "not before tune_after");
+        assert!(tokio::time::timeout(Duration::from_millis(700), &mut timer)
+            .await
+            .is_err());
+        assert!(r.keepalive().unwrap());
+        assert_eq!(r.tcp_keepalive_time().unwrap(), sockopt::KEEPALIVE_TIME);
+        assert_eq!(r.tcp_user_timeout().unwrap(), Some(sockopt::USER_TIMEOUT));
+    }
+
+    #[tokio::test]
+    async fn refused_connect_is_an_error() {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let e = connect(addr, Duration::from_secs(2)).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
     }
 }
