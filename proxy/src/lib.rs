@@ -8,11 +8,10 @@ mod forward;
 mod sockopt;
 mod stats;
 
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::io::Interest;
@@ -196,14 +195,15 @@ impl Proxy {
                 return;
             }
         };
+        let stats = self.stats;
         let shared = Arc::new(Shared {
-            stats: self.stats,
             settings: self.settings_tx.subscribe(),
             rr: AtomicUsize::new(0),
+            resolved: RwLock::new(Arc::new(balance::Resolved::new(Arc::default(), &stats))),
             pipes: forward::PipePool::default(),
             sessions: Mutex::default(),
-            next_id: AtomicU64::new(0),
             forcing: AtomicBool::new(false),
+            stats,
             panic_log: RateLimit::default(),
             fail_log: RateLimit::default(),
         });
@@ -246,12 +246,12 @@ struct Shared {
     stats: Arc<ProxyStats>,
     settings: watch::Receiver<ProxySettings>,
     rr: AtomicUsize,
+    /// The backend list last seen, with its counters resolved.
+    resolved: RwLock<Arc<balance::Resolved>>,
     pipes: forward::PipePool,
-    /// Every open session: its backend (once connected) and the token that closes it. Each session watches
-    /// only its own token: a token shared by thousands of sessions would be a lock every one of them takes on
-    /// every wake-up.
-    sessions: Mutex<HashMap<u64, (Option<SocketAddr>, CancellationToken)>>,
-    next_id: AtomicU64,
+    /// Every open session. Each session watches only its own token: a token shared by thousands of sessions
+    /// would be a lock every one of them takes on every wake-up.
+    sessions: Mutex<Registry>,
     /// Set when the drain expired: sessions registering afterwards are closed at once.
     forcing: AtomicBool,
     panic_log: RateLimit,
@@ -259,44 +259,96 @@ struct Shared {
 }
 
 impl Shared {
+    /// The current backend list, resolved again only when a new list was published.
+    fn resolved(&self, backends: &watch::Receiver<Backends>) -> Arc<balance::Resolved> {
+        let list = backends.borrow().clone();
+        {
+            let cur = self.resolved.read().unwrap_or_else(|e| e.into_inner());
+            if Arc::ptr_eq(&cur.source, &list) {
+                return cur.clone();
+            }
+        }
+        let fresh = Arc::new(balance::Resolved::new(list, &self.stats));
+        *self.resolved.write().unwrap_or_else(|e| e.into_inner()) = fresh.clone();
+        fresh
+    }
+
     fn register(self: &Arc<Self>) -> Registration {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let token = CancellationToken::new();
-        self.sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, (None, token.clone()));
+        let slot = self.registry().insert(token.clone());
         if self.forcing.load(Ordering::SeqCst) {
             token.cancel();
         }
         Registration {
             shared: self.clone(),
-            id,
+            slot,
             token,
         }
     }
 
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn force_close(&self) {
         self.forcing.store(true, Ordering::SeqCst);
-        for (_, t) in self
-            .sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-        {
-            t.cancel();
+        for s in self.registry().open() {
+            s.token.cancel();
         }
     }
 
     /// Closes the sessions of `addr`; returns how many.
     fn kill_backend(&self, addr: SocketAddr) -> usize {
-        let map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let reg = self.registry();
         let mut n = 0;
-        for (_, t) in map.values().filter(|(a, _)| *a == Some(addr)) {
-            t.cancel();
+        for s in reg.open().filter(|s| s.backend == Some(addr)) {
+            s.token.cancel();
             n += 1;
         }
         n
+    }
+}
+
+/// Every open session: its backend (once connected) and the token that closes it. A slab: the slot index is
+/// the session's id and freed slots are reused, so registering hashes nothing and, once warm, allocates nothing.
+#[derive(Debug, Default)]
+struct Registry {
+    slots: Vec<Option<Session>>,
+    free: Vec<usize>,
+}
+
+#[derive(Debug)]
+struct Session {
+    backend: Option<SocketAddr>,
+    token: CancellationToken,
+}
+
+impl Registry {
+    fn insert(&mut self, token: CancellationToken) -> usize {
+        let s = Some(Session {
+            backend: None,
+            token,
+        });
+        match self.free.pop() {
+            Some(i) => {
+                self.slots[i] = s;
+                i
+            }
+            None => {
+                self.slots.push(s);
+                self.slots.len() - 1
+            }
+        }
+    }
+
+    fn remove(&mut self, slot: usize) {
+        if self.slots.get_mut(slot).and_then(Option::take).is_some() {
+            self.free.push(slot);
+        }
+    }
+
+    fn open(&self) -> impl Iterator<Item = &Session> {
+        self.slots.iter().flatten()
     }
 }
 
@@ -304,31 +356,21 @@ impl Shared {
 #[derive(Debug)]
 struct Registration {
     shared: Arc<Shared>,
-    id: u64,
+    slot: usize,
     token: CancellationToken,
 }
 
 impl Registration {
     fn set_backend(&self, addr: SocketAddr) {
-        if let Some(e) = self
-            .shared
-            .sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_mut(&self.id)
-        {
-            e.0 = Some(addr);
+        if let Some(Some(s)) = self.shared.registry().slots.get_mut(self.slot) {
+            s.backend = Some(addr);
         }
     }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.shared
-            .sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.id);
+        self.shared.registry().remove(self.slot);
     }
 }
 
@@ -438,34 +480,28 @@ async fn connect_backend(
     let mut tried: Vec<SocketAddr> = Vec::new();
     let seq = shared.rr.fetch_add(1, Ordering::Relaxed);
     for attempt in 0..attempts {
-        let list = backends.borrow().clone();
-        let pick = balance::pick(
-            &list,
-            &tried,
-            settings.balance,
-            seq.wrapping_add(attempt),
-            &shared.stats,
-        )?;
+        let list = shared.resolved(backends);
+        let pick = balance::pick(&list, &tried, settings.balance, seq.wrapping_add(attempt))?;
+        let (addr, bstats) = (pick.entry.addr, pick.entry.stats.clone());
         if pick.panic {
             shared.stats.panic_picks.fetch_add(1, Ordering::Relaxed);
             if shared.panic_log.allow() {
-                tracing::warn!(backend = %pick.addr, "proxy: no healthy backend, trying all (panic mode)");
+                tracing::warn!(backend = %addr, "proxy: no healthy backend, trying all (panic mode)");
             }
         }
-        let bstats = shared.stats.backend_entry(pick.addr);
         if attempt > 0 {
             bstats.retries.fetch_add(1, Ordering::Relaxed);
         }
         // Counted before the connect completes, so a burst of clients spreads under leastconn.
         bstats.active.fetch_add(1, Ordering::Relaxed);
         let guard = BackendGuard(bstats.clone());
-        let res = connect(pick.addr, settings.connect_timeout).await;
+        let res = connect(addr, settings.connect_timeout).await;
         match res {
             Ok(stream) => {
                 bstats.total.fetch_add(1, Ordering::Relaxed);
                 return Some(Connected {
                     stream,
-                    addr: pick.addr,
+                    addr,
                     stats: bstats,
                     _guard: guard,
                 });
@@ -473,9 +509,9 @@ async fn connect_backend(
             Err(e) => {
                 bstats.connect_failures.fetch_add(1, Ordering::Relaxed);
                 if shared.fail_log.allow() {
-                    tracing::warn!(backend = %pick.addr, error = %e, attempt, "proxy: backend connect failed");
+                    tracing::warn!(backend = %addr, error = %e, attempt, "proxy: backend connect failed");
                 }
-                tried.push(pick.addr);
+                tried.push(addr);
             }
         }
     }
