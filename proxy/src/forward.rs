@@ -7,7 +7,6 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
 
 use nix::errno::Errno;
 use nix::fcntl::{splice, SpliceFFlags};
@@ -61,29 +60,37 @@ impl PipePool {
     }
 }
 
-/// Last time either direction moved bytes, in milliseconds since `base`: read by the idle timer.
+/// Last time either direction moved bytes, in milliseconds of CLOCK_MONOTONIC_COARSE: read by the idle timer.
+/// The coarse clock (a few ms resolution, plenty for an idle timeout) is a plain read of the vDSO, where
+/// `Instant::now` reads the TSC and converts: this is stamped on every write, so it showed in the profiles.
 #[derive(Debug)]
 pub(crate) struct Activity {
-    base: Instant,
     last_ms: AtomicU64,
 }
 
 impl Activity {
     pub(crate) fn new() -> Self {
         Self {
-            base: Instant::now(),
-            last_ms: AtomicU64::new(0),
+            last_ms: AtomicU64::new(coarse_ms()),
         }
     }
 
     fn touch(&self) {
-        self.last_ms
-            .store(self.base.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.last_ms.store(coarse_ms(), Ordering::Relaxed);
     }
 
-    pub(crate) fn last(&self) -> Instant {
-        self.base + std::time::Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    /// How long no byte has moved.
+    pub(crate) fn quiet_for(&self) -> std::time::Duration {
+        let last = self.last_ms.load(Ordering::Relaxed);
+        std::time::Duration::from_millis(coarse_ms().saturating_sub(last))
     }
+}
+
+fn coarse_ms() -> u64 {
+    use nix::time::{clock_gettime, ClockId};
+    clock_gettime(ClockId::CLOCK_MONOTONIC_COARSE).map_or(0, |t| {
+        t.tv_sec() as u64 * 1000 + t.tv_nsec() as u64 / 1_000_000
+    })
 }
 
 /// One direction's context.
@@ -145,6 +152,18 @@ enum Spliced {
     Done,
     /// splice is not possible (unsupported descriptors, no pipe); the pipe is empty, so copying can take over.
     Refused,
+}
+
+/// Waits until `s` is readable. Through the socket's single reader slot rather than `readable()`, whose
+/// waiter list costs a lock to join and another to leave on every wait. One slot is enough: each socket has
+/// one reading direction and one writing direction, both in the session's task.
+async fn readable(s: &TcpStream) -> io::Result<()> {
+    std::future::poll_fn(|cx| s.poll_read_ready(cx)).await
+}
+
+/// Same for writing.
+async fn writable(s: &TcpStream) -> io::Result<()> {
+    std::future::poll_fn(|cx| s.poll_write_ready(cx)).await
 }
 
 fn refused(e: Errno) -> bool {
@@ -230,7 +249,7 @@ async fn splice_dir(d: Dir<'_>) -> io::Result<Spliced> {
             break shutdown_write(&d).map(|()| Spliced::Done);
         }
         if write_blocked {
-            if let Err(e) = d.dst.writable().await {
+            if let Err(e) = writable(d.dst).await {
                 break Err(e);
             }
         } else if read_blocked && in_pipe == 0 {
@@ -238,7 +257,7 @@ async fn splice_dir(d: Dir<'_>) -> io::Result<Spliced> {
             if let Some(p) = pipe.take() {
                 d.pipes.put(p);
             }
-            if let Err(e) = d.src.readable().await {
+            if let Err(e) = readable(d.src).await {
                 break Err(e);
             }
         }
@@ -266,7 +285,7 @@ async fn copy_dir(d: Dir<'_>, may_splice: bool) -> io::Result<Copied> {
                     sent += n;
                     d.moved(n);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => d.dst.writable().await?,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => writable(d.dst).await?,
                 Err(e) => return Err(e),
             }
             if sent == held.len() {
@@ -292,7 +311,7 @@ async fn copy_dir(d: Dir<'_>, may_splice: bool) -> io::Result<Copied> {
             Step::Idle => {
                 // Nothing in flight: free what a slow destination made us hold, until bytes come again.
                 held = Vec::new();
-                d.src.readable().await?;
+                readable(d.src).await?;
             }
         }
     }
