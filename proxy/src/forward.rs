@@ -1,7 +1,8 @@
-//! Moves bytes between the two legs of a session: a buffered copy for small exchanges, splice(2) through a
-//! non-blocking pipe per busy direction once it carries bulk data (zero copy, the way HAProxy's
-//! `option splice-auto` and realm do it), back to copying where splice is refused, copy only when asked for. Both are driven by tokio readiness; half-close passes one direction's FIN on
-//! while the other keeps flowing; any error aborts the session so the caller can pass a reset on.
+//! Moves bytes between the two legs of a session: a copy through a per-thread scratch buffer for small
+//! exchanges, splice(2) through a non-blocking pipe per busy direction once it carries bulk data (zero copy, the
+//! way HAProxy's `option splice-auto` and realm do it), back to copying where splice is refused, copy only when
+//! asked for. Both are driven by tokio readiness; half-close passes one direction's FIN on while the other keeps
+//! flowing; any error aborts the session so the caller can pass a reset on.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};

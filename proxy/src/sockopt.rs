@@ -1,5 +1,7 @@
 //! Socket options the proxy sets on both legs of a session: low latency (TCP_NODELAY) and dead-peer detection
-//! (keepalive + TCP_USER_TIMEOUT), so a vanished apiserver or client does not pin a session forever.
+//! (keepalive + TCP_USER_TIMEOUT), so a vanished apiserver or client does not pin a session forever. The client
+//! leg inherits them all from the listener; the backend leg gets TCP_NODELAY at once and the rest once the
+//! session is [`TUNE_AFTER`] old, so short sessions make one setsockopt call instead of six.
 
 use std::io;
 use std::net::SocketAddr;
