@@ -51,7 +51,9 @@ async fn full_proxy_refuses_fast_and_keeps_serving_the_held_sessions() {
     let limit = raise_fd_limit();
     // Four descriptors per held session live in this process (client, both proxy legs, backend), plus the
     // refused clients: sized well under the limit.
-    let held = 2000usize.min((limit as usize).saturating_sub(1000) / 5);
+    let held = 2000usize
+        .min((limit as usize).saturating_sub(1000) / 5)
+        .max(8);
     let extra = 300usize;
     let before = fds();
     let b = Backend::spawn(Mode::Echo).await;
