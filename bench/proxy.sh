@@ -2,7 +2,8 @@
 # Proxy benchmark on loopback, one run: vipd's proxy (proxy/examples/bench-proxy) vs HAProxy 2.6 (TCP mode,
 # same settings, option splice-auto) vs a direct connection.
 #   bulk throughput (iperf3 -t $DUR), new connections/s (wrk, Connection: close), keep-alive req/s and p50/p99
-#   latency (wrk --latency), proxy CPU seconds per GB moved (utime+stime from /proc/PID/stat during iperf3).
+#   latency (wrk --latency), proxy CPU seconds per GB moved (utime+stime from /proc/PID/stat during iperf3),
+#   proxy CPU microseconds per connection and per keep-alive request (the same, during the wrk runs).
 # Each figure is the median of ROUNDS runs, the targets interleaved (order rotated every round), so load from
 # other work on the machine hits all targets alike. Every process started here is stopped by PID on exit.
 # Whole run: about 2.5 min with the defaults.
@@ -104,8 +105,9 @@ PY
 ms() { # wrk latency (us/ms/s) -> ms
     awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.3f", v}' <<<"$1"
 }
-wrk_run() { # name port kind(close|ka)
-    local out
+wrk_run() { # name port kind(close|ka); also the proxy's CPU time (utime+stime) per 1000 requests
+    local out c0 c1 n
+    c0=$(cpu "${PID[$1]}")
     if [ "$3" = close ]; then
         out=$(wrk -t1 -c"$CONNS" -d"${DUR}s" -H 'Connection: close' "http://127.0.0.1:$2/")
         printf '%s\tcps\t%s\n' "$1" "$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out")" >>"$TSV"
@@ -114,6 +116,11 @@ wrk_run() { # name port kind(close|ka)
         printf '%s\trps\t%s\n' "$1" "$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out")" >>"$TSV"
         printf '%s\tp50\t%s\n' "$1" "$(ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")" >>"$TSV"
         printf '%s\tp99\t%s\n' "$1" "$(ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")" >>"$TSV"
+    fi
+    c1=$(cpu "${PID[$1]}")
+    n=$(awk '/requests in/ {print $1}' <<<"$out")
+    if [ "$1" != direct ] && [ "${n:-0}" -gt 0 ]; then
+        printf '%s\tcpu_%s\t%s\n' "$1" "$3" "$(awk -v d=$((c1 - c0)) -v t="$TCK" -v n="$n" 'BEGIN {printf "%.1f", d / t * 1e6 / n}')" >>"$TSV"
     fi
     if grep -q 'Socket errors' <<<"$out"; then
         echo "$1 ($3): $(grep 'Socket errors' <<<"$out" | sed 's/^ *//')" >>"$WORK/errors"
@@ -142,11 +149,21 @@ for line in open(sys.argv[1]):
 def m(n, k, fmt):
     xs = v.get((n, k))
     return fmt.format(statistics.median(xs)) if xs else "-"
-print("| target | bulk Gbit/s | proxy CPU s/GB | new conn/s | keep-alive req/s | p50 ms | p99 ms |")
-print("|---|---|---|---|---|---|---|")
+print("| target | bulk Gbit/s | proxy CPU s/GB | new conn/s | proxy CPU µs/conn | keep-alive req/s | proxy CPU µs/req | p50 ms | p99 ms |")
+print("|---|---|---|---|---|---|---|---|---|")
 for n in ["direct", "haproxy", "vipd"]:
-    print(f"| {n} | {m(n,'gbps','{:.2f}')} | {m(n,'cpu','{:.3f}')} | {m(n,'cps','{:.0f}')} | "
-          f"{m(n,'rps','{:.0f}')} | {m(n,'p50','{:.2f}')} | {m(n,'p99','{:.2f}')} |")
+    print(f"| {n} | {m(n,'gbps','{:.2f}')} | {m(n,'cpu','{:.3f}')} | {m(n,'cps','{:.0f}')} | {m(n,'cpu_close','{:.1f}')} | "
+          f"{m(n,'rps','{:.0f}')} | {m(n,'cpu_ka','{:.1f}')} | {m(n,'p50','{:.2f}')} | {m(n,'p99','{:.2f}')} |")
+# Ratios per round (the targets of one round ran back to back), then their median: steadier under load than
+# a ratio of medians.
+rounds = len(v.get(("vipd", "cps"), []))
+def ratio(k, better_low=False):
+    xs = [a / b for a, b in zip(v.get(("vipd", k), []), v.get(("haproxy", k), [])) if b]
+    return "{:.2f}".format(statistics.median(xs)) if xs else "-"
+print()
+print(f"vipd / haproxy, median of the {rounds} per-round ratios: new conn/s {ratio('cps')}, keep-alive req/s "
+      f"{ratio('rps')}, p99 {ratio('p99')}, bulk {ratio('gbps')}, CPU per conn {ratio('cpu_close')}, "
+      f"CPU per req {ratio('cpu_ka')}")
 print()
 print("all runs (target metric: values):")
 for (n, k), xs in sorted(v.items()):

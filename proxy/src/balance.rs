@@ -1,68 +1,120 @@
 //! Backend choice: leastconn or roundrobin among healthy backends, every backend when none is healthy
 //! (panic mode), skipping the ones this client already failed to reach.
 
-use crate::{BackendState, Balance, ProxyStats};
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::{BackendStats, Backends, Balance, ProxyStats};
+
+/// A backend list as published, with each backend's counters looked up once per list change rather than once
+/// per connection (a hash lookup under a lock, several for leastconn), and an address listed twice merged into
+/// one entry (it must not get twice the share; healthy if any of its listings is).
+#[derive(Debug)]
+pub(crate) struct Resolved {
+    /// The list this was built from: a new list is a new Arc.
+    pub source: Backends,
+    entries: Vec<Entry>,
+    healthy: usize,
+}
+
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub addr: SocketAddr,
+    healthy: bool,
+    pub stats: Arc<BackendStats>,
+}
+
+impl Resolved {
+    pub(crate) fn new(source: Backends, stats: &ProxyStats) -> Self {
+        let mut entries: Vec<Entry> = Vec::with_capacity(source.len());
+        for b in source.iter() {
+            match entries.iter_mut().find(|e| e.addr == b.addr) {
+                Some(e) => e.healthy |= b.healthy,
+                None => entries.push(Entry {
+                    addr: b.addr,
+                    healthy: b.healthy,
+                    stats: stats.backend_entry(b.addr),
+                }),
+            }
+        }
+        let healthy = entries.iter().filter(|e| e.healthy).count();
+        Self {
+            source,
+            entries,
+            healthy,
+        }
+    }
+}
 
 /// A pick and whether it was made in panic mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Pick {
-    pub addr: SocketAddr,
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pick<'a> {
+    pub entry: &'a Entry,
     pub panic: bool,
 }
 
-/// Picks the next backend. `tried` holds backends that already failed for this client; once every candidate
-/// has failed they are all eligible again (retries then go round the same set). `seq` is the client's
-/// sequence number plus its attempt number.
-pub(crate) fn pick(
-    list: &[BackendState],
+/// Picks the next backend, without allocating. `tried` holds backends that already failed for this client;
+/// once every candidate has failed they are all eligible again (retries then go round the same set). `seq` is
+/// the client's sequence number plus its attempt number.
+pub(crate) fn pick<'a>(
+    list: &'a Resolved,
     tried: &[SocketAddr],
     balance: Balance,
     seq: usize,
-    stats: &ProxyStats,
-) -> Option<Pick> {
-    let healthy = list.iter().filter(|b| b.healthy).count();
-    let panic = healthy == 0;
-    let candidate = |b: &&BackendState| panic || b.healthy;
-    let mut fresh: Vec<SocketAddr> = list
-        .iter()
-        .filter(candidate)
-        .map(|b| b.addr)
-        .filter(|a| !tried.contains(a))
-        .collect();
-    if fresh.is_empty() {
-        fresh = list.iter().filter(candidate).map(|b| b.addr).collect();
-    }
-    // The same address listed twice must not get twice the share.
-    let mut seen = Vec::with_capacity(fresh.len());
-    fresh.retain(|a| {
-        let new = !seen.contains(a);
-        seen.push(*a);
-        new
-    });
-    if fresh.is_empty() {
+) -> Option<Pick<'a>> {
+    let panic = list.healthy == 0;
+    let candidate = |e: &&Entry| panic || e.healthy;
+    let fresh = |e: &&Entry| candidate(e) && !tried.contains(&e.addr);
+    let n_fresh = list.entries.iter().filter(fresh).count();
+    let eligible = |e: &&Entry| if n_fresh > 0 { fresh(e) } else { candidate(e) };
+    let n = if n_fresh > 0 {
+        n_fresh
+    } else {
+        list.entries.iter().filter(candidate).count()
+    };
+    if n == 0 {
         return None;
     }
     // `seq` advances once per client (not per retry, or a dead backend would catch every client's first
     // attempt under roundrobin); it also rotates leastconn ties, so equal loads still spread.
-    let start = seq % fresh.len();
-    let addr = match balance {
-        Balance::RoundRobin => fresh[start],
-        Balance::LeastConn => {
-            let n = fresh.len();
-            (0..n)
-                .map(|i| fresh[(start + i) % n])
-                .min_by_key(|a| stats.load(*a))
-                .expect("non-empty")
-        }
+    let start = seq % n;
+    let order = || {
+        let all = || list.entries.iter().filter(eligible);
+        all().skip(start).chain(all().take(start))
     };
-    Some(Pick { addr, panic })
+    let entry = match balance {
+        Balance::RoundRobin => order().next(),
+        Balance::LeastConn => order().min_by_key(|e| e.stats.active.load(Ordering::Relaxed)),
+    }?;
+    Some(Pick { entry, panic })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use crate::BackendState;
+    use std::sync::atomic::AtomicUsize;
+
+    /// What the tests look at in a pick.
+    struct Picked {
+        addr: SocketAddr,
+        panic: bool,
+    }
+
+    fn pick(
+        list: &[BackendState],
+        tried: &[SocketAddr],
+        balance: Balance,
+        seq: usize,
+        stats: &ProxyStats,
+    ) -> Option<Picked> {
+        let r = Resolved::new(Arc::new(list.to_vec()), stats);
+        super::pick(&r, tried, balance, seq).map(|p| Picked {
+            addr: p.entry.addr,
+            panic: p.panic,
+        })
+    }
 
     fn b(port: u16, healthy: bool) -> BackendState {
         BackendState {
@@ -205,5 +257,19 @@ mod tests {
             &st
         )
         .is_none());
+    }
+
+    #[test]
+    fn duplicate_address_gets_one_share() {
+        // Listed three times (once unhealthy), still one turn in two; and healthy, so no panic mode.
+        let list = [b(1, false), b(1, true), b(2, true), b(1, true)];
+        let st = ProxyStats::default();
+        let picks: Vec<(u16, bool)> = (0..4)
+            .map(|seq| {
+                let p = pick(&list, &[], Balance::RoundRobin, seq, &st).unwrap();
+                (p.addr.port(), p.panic)
+            })
+            .collect();
+        assert_eq!(picks, [(1, false), (2, false), (1, false), (2, false)]);
     }
 }

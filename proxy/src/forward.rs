@@ -1,13 +1,13 @@
-//! Moves bytes between the two legs of a session: a buffered copy for small exchanges, splice(2) through a
-//! non-blocking pipe per busy direction once it carries bulk data (zero copy, the way HAProxy's
-//! `option splice-auto` and realm do it), back to copying where splice is refused, copy only when asked for. Both are driven by tokio readiness; half-close passes one direction's FIN on
-//! while the other keeps flowing; any error aborts the session so the caller can pass a reset on.
+//! Moves bytes between the two legs of a session: a copy through a per-thread scratch buffer for small
+//! exchanges, splice(2) through a non-blocking pipe per busy direction once it carries bulk data (zero copy, the
+//! way HAProxy's `option splice-auto` and realm do it), back to copying where splice is refused, copy only when
+//! asked for. Both are driven by tokio readiness; half-close passes one direction's FIN on while the other keeps
+//! flowing; any error aborts the session so the caller can pass a reset on.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
 
 use nix::errno::Errno;
 use nix::fcntl::{splice, SpliceFFlags};
@@ -18,10 +18,8 @@ use tokio::net::TcpStream;
 
 use crate::Forwarding;
 
-/// Bytes a copy-path direction buffers.
+/// Bytes a copy-path read takes at most; a read that fills it marks the direction as bulk.
 const COPY_BUF: usize = 16 * 1024;
-/// Size a copy buffer starts at.
-const COPY_BUF_INITIAL: usize = 2048;
 /// Pipes kept for reuse: creating two pipes per session costs three syscalls each way.
 const POOL_MAX: usize = 256;
 
@@ -63,29 +61,37 @@ impl PipePool {
     }
 }
 
-/// Last time either direction moved bytes, in milliseconds since `base`: read by the idle timer.
+/// Last time either direction moved bytes, in milliseconds of CLOCK_MONOTONIC_COARSE: read by the idle timer.
+/// The coarse clock (a few ms resolution, plenty for an idle timeout) is a plain read of the vDSO, where
+/// `Instant::now` reads the TSC and converts: this is stamped on every write, so it showed in the profiles.
 #[derive(Debug)]
 pub(crate) struct Activity {
-    base: Instant,
     last_ms: AtomicU64,
 }
 
 impl Activity {
     pub(crate) fn new() -> Self {
         Self {
-            base: Instant::now(),
-            last_ms: AtomicU64::new(0),
+            last_ms: AtomicU64::new(coarse_ms()),
         }
     }
 
     fn touch(&self) {
-        self.last_ms
-            .store(self.base.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.last_ms.store(coarse_ms(), Ordering::Relaxed);
     }
 
-    pub(crate) fn last(&self) -> Instant {
-        self.base + std::time::Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    /// How long no byte has moved.
+    pub(crate) fn quiet_for(&self) -> std::time::Duration {
+        let last = self.last_ms.load(Ordering::Relaxed);
+        std::time::Duration::from_millis(coarse_ms().saturating_sub(last))
     }
+}
+
+fn coarse_ms() -> u64 {
+    use nix::time::{clock_gettime, ClockId};
+    clock_gettime(ClockId::CLOCK_MONOTONIC_COARSE).map_or(0, |t| {
+        t.tv_sec() as u64 * 1000 + t.tv_nsec() as u64 / 1_000_000
+    })
 }
 
 /// One direction's context.
@@ -102,6 +108,15 @@ pub(crate) struct Dir<'a> {
     pub spliced: &'a AtomicU64,
     /// Directions of this session that have passed their EOF on (shared by both).
     pub finished: &'a std::sync::atomic::AtomicU8,
+}
+
+impl Dir<'_> {
+    fn moved(&self, n: usize) {
+        if n > 0 {
+            self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+            self.activity.touch();
+        }
+    }
 }
 
 /// Forwards both directions until both have seen EOF (Ok) or one fails (Err: the caller resets both legs).
@@ -138,6 +153,18 @@ enum Spliced {
     Done,
     /// splice is not possible (unsupported descriptors, no pipe); the pipe is empty, so copying can take over.
     Refused,
+}
+
+/// Waits until `s` is readable. Through the socket's single reader slot rather than `readable()`, whose
+/// waiter list costs a lock to join and another to leave on every wait. One slot is enough: each socket has
+/// one reading direction and one writing direction, both in the session's task.
+async fn readable(s: &TcpStream) -> io::Result<()> {
+    std::future::poll_fn(|cx| s.poll_read_ready(cx)).await
+}
+
+/// Same for writing.
+async fn writable(s: &TcpStream) -> io::Result<()> {
+    std::future::poll_fn(|cx| s.poll_write_ready(cx)).await
 }
 
 fn refused(e: Errno) -> bool {
@@ -223,7 +250,7 @@ async fn splice_dir(d: Dir<'_>) -> io::Result<Spliced> {
             break shutdown_write(&d).map(|()| Spliced::Done);
         }
         if write_blocked {
-            if let Err(e) = d.dst.writable().await {
+            if let Err(e) = writable(d.dst).await {
                 break Err(e);
             }
         } else if read_blocked && in_pipe == 0 {
@@ -231,7 +258,7 @@ async fn splice_dir(d: Dir<'_>) -> io::Result<Spliced> {
             if let Some(p) = pipe.take() {
                 d.pipes.put(p);
             }
-            if let Err(e) = d.src.readable().await {
+            if let Err(e) = readable(d.src).await {
                 break Err(e);
             }
         }
@@ -245,78 +272,105 @@ async fn splice_dir(d: Dir<'_>) -> io::Result<Spliced> {
 }
 
 async fn copy_dir(d: Dir<'_>, may_splice: bool) -> io::Result<Copied> {
-    // The buffer exists only while bytes are moving: apiserver watches sit idle for hours, and a buffer per
-    // direction held by every idle session would dominate the proxy's memory (HAProxy allocates on demand
-    // too). It starts small, since most exchanges are a few hundred bytes and zeroing 16 KiB twice per
-    // connection showed up in profiles; a read that fills it grows it.
-    let mut buf: Vec<u8> = Vec::new();
-    let (mut start, mut end) = (0usize, 0usize);
-    let mut eof = false;
+    // Bytes read but not yet written: only while the destination is slower than the source. Otherwise reads go
+    // into the worker thread's scratch buffer and straight out again, so a session owns no buffer at all:
+    // apiserver watches sit idle for hours (HAProxy allocates on demand too), and allocating and zeroing a
+    // buffer per exchange was the largest cost per connection in callgrind profiles (bench/RESULTS.md).
+    let mut held: Vec<u8> = Vec::new();
+    let mut sent = 0usize;
     let mut bulk = false;
     loop {
-        if buf.is_empty() {
-            d.src.readable().await?;
-            buf = vec![0u8; COPY_BUF_INITIAL];
-        }
-        let mut read_blocked = false;
-        let mut write_blocked = false;
-        if !eof && end < buf.len() {
-            let want = buf.len() - end;
-            let mut short = 0usize;
-            let r = d.src.try_io(Interest::READABLE, || {
-                match nix::unistd::read(d.src.as_fd(), &mut buf[end..]) {
-                    // A short read means the socket is drained: report WouldBlock so tokio clears the readiness
-                    // now, saving the read that would only return EAGAIN (tokio's own reads do the same).
-                    Ok(n) if n > 0 && n < want => {
-                        short = n;
-                        Err(io::ErrorKind::WouldBlock.into())
-                    }
-                    Ok(n) => Ok(n),
-                    Err(e) => Err(io::Error::from(e)),
-                }
-            });
-            match r {
-                Ok(0) => eof = true,
+        if sent < held.len() {
+            match d.dst.try_write(&held[sent..]) {
                 Ok(n) => {
-                    end += n;
-                    bulk |= may_splice && n == COPY_BUF;
-                    if n == want && buf.len() < COPY_BUF {
-                        buf.resize(COPY_BUF, 0);
-                    }
+                    sent += n;
+                    d.moved(n);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    end += short;
-                    read_blocked = true;
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => writable(d.dst).await?,
                 Err(e) => return Err(e),
             }
-        }
-        if start < end {
-            match d.dst.try_write(&buf[start..end]) {
-                Ok(n) => {
-                    start += n;
-                    if start == end {
-                        start = 0;
-                        end = 0;
-                    }
-                    d.bytes.fetch_add(n as u64, Ordering::Relaxed);
-                    d.activity.touch();
+            if sent == held.len() {
+                held.clear();
+                sent = 0;
+                if bulk {
+                    return Ok(Copied::Bulk);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => write_blocked = true,
-                Err(e) => return Err(e),
             }
+            continue;
         }
-        if eof && start == end {
-            return shutdown_write(&d).map(|()| Copied::Done);
-        }
-        if bulk && start == end {
-            return Ok(Copied::Bulk);
-        }
-        if write_blocked {
-            d.dst.writable().await?;
-        } else if read_blocked && start == end {
-            // Idle: the buffer goes until bytes come again (the top of the loop waits for them).
-            buf = Vec::new();
+        match SCRATCH.with_borrow_mut(|buf| pass(&d, buf, &mut held))? {
+            Step::Moved => {}
+            Step::Full if may_splice => {
+                if held.is_empty() {
+                    return Ok(Copied::Bulk);
+                }
+                bulk = true;
+            }
+            Step::Full => {}
+            // Nothing is held here (a read happens only once `held` is written out).
+            Step::Eof => return shutdown_write(&d).map(|()| Copied::Done),
+            Step::Idle => {
+                // Nothing in flight: free what a slow destination made us hold, until bytes come again.
+                held = Vec::new();
+                readable(d.src).await?;
+            }
         }
     }
+}
+
+/// What one read-and-write step did.
+enum Step {
+    /// Bytes were passed on (or held for a slow destination).
+    Moved,
+    /// A read filled the whole scratch buffer: a bulk direction.
+    Full,
+    Eof,
+    /// Nothing to read now.
+    Idle,
+}
+
+thread_local! {
+    /// Read buffer of the copy path, one per worker thread: bytes stay in it only between a read and the
+    /// write that follows it, with no await in between.
+    static SCRATCH: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0u8; COPY_BUF].into_boxed_slice());
+}
+
+/// Reads what the source has into `buf` and writes it on at once; what the destination does not take is
+/// appended to `held`.
+fn pass(d: &Dir<'_>, buf: &mut [u8], held: &mut Vec<u8>) -> io::Result<Step> {
+    let want = buf.len();
+    let mut short = 0usize;
+    let r = d.src.try_io(Interest::READABLE, || {
+        match nix::unistd::read(d.src.as_fd(), &mut buf[..]) {
+            // A short read means the socket is drained: report WouldBlock so tokio clears the readiness now,
+            // saving the read that would only return EAGAIN (tokio's own reads do the same).
+            Ok(n) if n > 0 && n < want => {
+                short = n;
+                Err(io::ErrorKind::WouldBlock.into())
+            }
+            Ok(n) => Ok(n),
+            Err(e) => Err(io::Error::from(e)),
+        }
+    });
+    let n = match r {
+        Ok(0) => return Ok(Step::Eof),
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock && short > 0 => short,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Step::Idle),
+        Err(e) => return Err(e),
+    };
+    let written = match d.dst.try_write(&buf[..n]) {
+        Ok(w) => w,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+        Err(e) => return Err(e),
+    };
+    d.moved(written);
+    if written < n {
+        if held.capacity() == 0 {
+            held.reserve_exact(COPY_BUF);
+        }
+        held.extend_from_slice(&buf[written..n]);
+    }
+    Ok(if n == want { Step::Full } else { Step::Moved })
 }

@@ -8,14 +8,15 @@ mod forward;
 mod sockopt;
 mod stats;
 
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::io::Interest;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -195,14 +196,15 @@ impl Proxy {
                 return;
             }
         };
+        let stats = self.stats;
         let shared = Arc::new(Shared {
-            stats: self.stats,
             settings: self.settings_tx.subscribe(),
             rr: AtomicUsize::new(0),
+            resolved: RwLock::new(Arc::new(balance::Resolved::new(Arc::default(), &stats))),
             pipes: forward::PipePool::default(),
             sessions: Mutex::default(),
-            next_id: AtomicU64::new(0),
             forcing: AtomicBool::new(false),
+            stats,
             panic_log: RateLimit::default(),
             fail_log: RateLimit::default(),
         });
@@ -245,12 +247,12 @@ struct Shared {
     stats: Arc<ProxyStats>,
     settings: watch::Receiver<ProxySettings>,
     rr: AtomicUsize,
+    /// The backend list last seen, with its counters resolved.
+    resolved: RwLock<Arc<balance::Resolved>>,
     pipes: forward::PipePool,
-    /// Every open session: its backend (once connected) and the token that closes it. Each session watches
-    /// only its own token: a token shared by thousands of sessions would be a lock every one of them takes on
-    /// every wake-up.
-    sessions: Mutex<HashMap<u64, (Option<SocketAddr>, CancellationToken)>>,
-    next_id: AtomicU64,
+    /// Every open session. Each session watches only its own kill switch: one shared by thousands of
+    /// sessions would be a lock every one of them takes on every wake-up.
+    sessions: Mutex<Registry>,
     /// Set when the drain expired: sessions registering afterwards are closed at once.
     forcing: AtomicBool,
     panic_log: RateLimit,
@@ -258,44 +260,135 @@ struct Shared {
 }
 
 impl Shared {
+    /// The current backend list, resolved again only when a new list was published.
+    fn resolved(&self, backends: &watch::Receiver<Backends>) -> Arc<balance::Resolved> {
+        let list = backends.borrow().clone();
+        {
+            let cur = self.resolved.read().unwrap_or_else(|e| e.into_inner());
+            if Arc::ptr_eq(&cur.source, &list) {
+                return cur.clone();
+            }
+        }
+        let fresh = Arc::new(balance::Resolved::new(list, &self.stats));
+        *self.resolved.write().unwrap_or_else(|e| e.into_inner()) = fresh.clone();
+        fresh
+    }
+
     fn register(self: &Arc<Self>) -> Registration {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let token = CancellationToken::new();
-        self.sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, (None, token.clone()));
+        let token = Arc::new(Kill::default());
+        let slot = self.registry().insert(token.clone());
         if self.forcing.load(Ordering::SeqCst) {
-            token.cancel();
+            token.kill();
         }
         Registration {
             shared: self.clone(),
-            id,
+            slot,
             token,
         }
     }
 
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn force_close(&self) {
         self.forcing.store(true, Ordering::SeqCst);
-        for (_, t) in self
-            .sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-        {
-            t.cancel();
+        for s in self.registry().open() {
+            s.token.kill();
         }
     }
 
     /// Closes the sessions of `addr`; returns how many.
     fn kill_backend(&self, addr: SocketAddr) -> usize {
-        let map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let reg = self.registry();
         let mut n = 0;
-        for (_, t) in map.values().filter(|(a, _)| *a == Some(addr)) {
-            t.cancel();
+        for s in reg.open().filter(|s| s.backend == Some(addr)) {
+            s.token.kill();
             n += 1;
         }
         n
+    }
+}
+
+/// Every open session: its backend (once connected) and the switch that closes it. A slab: the slot index is
+/// the session's id and freed slots are reused, so registering hashes nothing and, once warm, allocates nothing.
+#[derive(Debug, Default)]
+struct Registry {
+    slots: Vec<Option<Session>>,
+    free: Vec<usize>,
+}
+
+#[derive(Debug)]
+struct Session {
+    backend: Option<SocketAddr>,
+    token: Arc<Kill>,
+}
+
+impl Registry {
+    fn insert(&mut self, token: Arc<Kill>) -> usize {
+        let s = Some(Session {
+            backend: None,
+            token,
+        });
+        match self.free.pop() {
+            Some(i) => {
+                self.slots[i] = s;
+                i
+            }
+            None => {
+                self.slots.push(s);
+                self.slots.len() - 1
+            }
+        }
+    }
+
+    fn remove(&mut self, slot: usize) {
+        if self.slots.get_mut(slot).and_then(Option::take).is_some() {
+            self.free.push(slot);
+        }
+    }
+
+    fn open(&self) -> impl Iterator<Item = &Session> {
+        self.slots.iter().flatten()
+    }
+}
+
+/// What closes one session from outside (backend down, drain over). A flag and the session task's waker: the
+/// session polls it on every wake-up, and a CancellationToken's poll takes its Notify's lock each time (it was
+/// about 150 instructions per wake-up in callgrind); this one is an atomic load and a waker comparison.
+#[derive(Debug, Default)]
+struct Kill {
+    killed: AtomicBool,
+    waker: Mutex<Option<std::task::Waker>>,
+}
+
+impl Kill {
+    fn kill(&self) {
+        self.killed.store(true, Ordering::SeqCst);
+        let w = self.waker.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(w) = w {
+            w.wake();
+        }
+    }
+
+    /// Resolves once [`Kill::kill`] was called.
+    async fn killed(&self) {
+        let mut seen: Option<std::task::Waker> = None;
+        std::future::poll_fn(|cx| {
+            if self.killed.load(Ordering::SeqCst) {
+                return Poll::Ready(());
+            }
+            if !seen.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *self.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
+                seen = Some(cx.waker().clone());
+                // A kill between the load above and the store would have found no waker.
+                if self.killed.load(Ordering::SeqCst) {
+                    return Poll::Ready(());
+                }
+            }
+            Poll::Pending
+        })
+        .await
     }
 }
 
@@ -303,31 +396,21 @@ impl Shared {
 #[derive(Debug)]
 struct Registration {
     shared: Arc<Shared>,
-    id: u64,
-    token: CancellationToken,
+    slot: usize,
+    token: Arc<Kill>,
 }
 
 impl Registration {
     fn set_backend(&self, addr: SocketAddr) {
-        if let Some(e) = self
-            .shared
-            .sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_mut(&self.id)
-        {
-            e.0 = Some(addr);
+        if let Some(Some(s)) = self.shared.registry().slots.get_mut(self.slot) {
+            s.backend = Some(addr);
         }
     }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.shared
-            .sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.id);
+        self.shared.registry().remove(self.slot);
     }
 }
 
@@ -437,43 +520,28 @@ async fn connect_backend(
     let mut tried: Vec<SocketAddr> = Vec::new();
     let seq = shared.rr.fetch_add(1, Ordering::Relaxed);
     for attempt in 0..attempts {
-        let list = backends.borrow().clone();
-        let pick = balance::pick(
-            &list,
-            &tried,
-            settings.balance,
-            seq.wrapping_add(attempt),
-            &shared.stats,
-        )?;
+        let list = shared.resolved(backends);
+        let pick = balance::pick(&list, &tried, settings.balance, seq.wrapping_add(attempt))?;
+        let (addr, bstats) = (pick.entry.addr, pick.entry.stats.clone());
         if pick.panic {
             shared.stats.panic_picks.fetch_add(1, Ordering::Relaxed);
             if shared.panic_log.allow() {
-                tracing::warn!(backend = %pick.addr, "proxy: no healthy backend, trying all (panic mode)");
+                tracing::warn!(backend = %addr, "proxy: no healthy backend, trying all (panic mode)");
             }
         }
-        let bstats = shared.stats.backend_entry(pick.addr);
         if attempt > 0 {
             bstats.retries.fetch_add(1, Ordering::Relaxed);
         }
         // Counted before the connect completes, so a burst of clients spreads under leastconn.
         bstats.active.fetch_add(1, Ordering::Relaxed);
         let guard = BackendGuard(bstats.clone());
-        let res = match sockopt::backend_socket(pick.addr) {
-            Ok(s) => {
-                let s = TcpSocket::from_std_stream(s.into());
-                match tokio::time::timeout(settings.connect_timeout, s.connect(pick.addr)).await {
-                    Ok(r) => r,
-                    Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timeout")),
-                }
-            }
-            Err(e) => Err(e),
-        };
+        let res = connect(addr, settings.connect_timeout).await;
         match res {
             Ok(stream) => {
                 bstats.total.fetch_add(1, Ordering::Relaxed);
                 return Some(Connected {
                     stream,
-                    addr: pick.addr,
+                    addr,
                     stats: bstats,
                     _guard: guard,
                 });
@@ -481,13 +549,39 @@ async fn connect_backend(
             Err(e) => {
                 bstats.connect_failures.fetch_add(1, Ordering::Relaxed);
                 if shared.fail_log.allow() {
-                    tracing::warn!(backend = %pick.addr, error = %e, attempt, "proxy: backend connect failed");
+                    tracing::warn!(backend = %addr, error = %e, attempt, "proxy: backend connect failed");
                 }
-                tried.push(pick.addr);
+                tried.push(addr);
             }
         }
     }
     None
+}
+
+/// Connects to one backend. Completion is read from the readiness alone: a connect that fails reports an
+/// error or a hang-up, so SO_ERROR is fetched only then (tokio's connect fetches it every time).
+async fn connect(addr: SocketAddr, within: Duration) -> io::Result<TcpStream> {
+    let sock = sockopt::backend_socket(addr)?;
+    let done = sockopt::start_connect(&sock, addr)?;
+    let stream = TcpStream::from_std(std::net::TcpStream::from(sock))?;
+    if done {
+        return Ok(stream);
+    }
+    let ready = match tokio::time::timeout(
+        within,
+        stream.ready(Interest::WRITABLE | Interest::ERROR),
+    )
+    .await
+    {
+        Ok(r) => r?,
+        Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "connect timeout")),
+    };
+    if ready.is_error() || ready.is_write_closed() {
+        return Err(stream
+            .take_error()?
+            .unwrap_or_else(|| io::ErrorKind::ConnectionRefused.into()));
+    }
+    Ok(stream)
 }
 
 async fn session(
@@ -501,7 +595,7 @@ async fn session(
     let reg = shared.register();
     let conn = tokio::select! {
         c = connect_backend(&shared, &backends, &settings) => c,
-        _ = reg.token.cancelled() => None,
+        _ = reg.token.killed() => None,
     };
     let Some(backend) = conn else {
         shared.stats.no_backend.fetch_add(1, Ordering::Relaxed);
@@ -536,8 +630,8 @@ async fn session(
             Ok(()) => End::Done,
             Err(e) => End::Error(e),
         },
-        _ = idle(&activity, &shared.settings) => End::Idle,
-        _ = reg.token.cancelled() => End::Killed,
+        _ = idle(&activity, &shared.settings, server, sockopt::TUNE_AFTER) => End::Idle,
+        _ = reg.token.killed() => End::Killed,
     };
     match end {
         End::Done => {}
@@ -570,22 +664,41 @@ enum End {
 /// this often, so it is long: at 10 s, 9,000 idle watches cost twice HAProxy's idle CPU (bench/).
 const IDLE_RECHECK: Duration = Duration::from_secs(60);
 
-/// Resolves when the session has moved no byte for `idle_timeout`. A plain timer, not a watch on the
-/// settings: the settings channel is shared by every session, so waiting on it would put a shared lock on every
-/// wake-up. A live change of the timeout reaches open sessions within [`IDLE_RECHECK`] (or the old timeout).
-async fn idle(activity: &forward::Activity, settings: &watch::Receiver<ProxySettings>) {
+/// The session's one timer. Resolves when the session has moved no byte for `idle_timeout`; on the way it gives
+/// the backend socket its dead-peer options once the session is `tune_after` old ([`sockopt::TUNE_AFTER`]). A plain timer, not
+/// a watch on the settings: the settings channel is shared by every session, so waiting on it would put a
+/// shared lock on every wake-up. A live change of the timeout reaches open sessions within [`IDLE_RECHECK`] (or
+/// the old timeout).
+async fn idle(
+    activity: &forward::Activity,
+    settings: &watch::Receiver<ProxySettings>,
+    server: &TcpStream,
+    tune_after: Duration,
+) {
+    let tune_at = Instant::now() + tune_after;
+    let mut tuned = false;
     loop {
+        let now = Instant::now();
+        if !tuned && now >= tune_at {
+            tuned = true;
+            if let Err(e) = sockopt::tune_late(socket2::SockRef::from(server)) {
+                tracing::debug!(error = %e, "proxy: cannot set keepalive on the backend socket");
+            }
+        }
         let timeout = settings.borrow().idle_timeout;
-        let deadline = match timeout {
-            None => Instant::now() + IDLE_RECHECK,
+        let mut deadline = match timeout {
+            None => now + IDLE_RECHECK,
             Some(t) => {
-                let d = activity.last() + t;
-                if Instant::now() >= d {
+                let quiet = activity.quiet_for();
+                if quiet >= t {
                     return;
                 }
-                d.min(Instant::now() + IDLE_RECHECK)
+                now + (t - quiet).min(IDLE_RECHECK)
             }
         };
+        if !tuned {
+            deadline = deadline.min(tune_at);
+        }
         tokio::time::sleep_until(deadline.into()).await;
     }
 }
@@ -625,5 +738,69 @@ async fn monitor(
                 tracing::info!(backend = %addr, sessions = n, "proxy: backend down, closing its sessions");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use socket2::SockRef;
+
+    /// The backend leg gets keepalive and TCP_USER_TIMEOUT from the session timer, not at connect time.
+    #[tokio::test]
+    async fn session_timer_tunes_the_backend_socket_late() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let s = connect(addr, Duration::from_secs(2)).await.unwrap();
+        let _peer = l.accept().unwrap();
+        let (_tx, rx) = watch::channel(ProxyConfig::new(addr).settings());
+        let activity = forward::Activity::new();
+        let r = SockRef::from(&s);
+        assert!(r.tcp_nodelay().unwrap());
+        assert!(!r.keepalive().unwrap(), "not set at connect time");
+        let timer = idle(&activity, &rx, &s, Duration::from_millis(300));
+        tokio::pin!(timer);
+        assert!(tokio::time::timeout(Duration::from_millis(100), &mut timer)
+            .await
+            .is_err());
+        assert!(!r.keepalive().unwrap(), "not before tune_after");
+        assert!(tokio::time::timeout(Duration::from_millis(700), &mut timer)
+            .await
+            .is_err());
+        assert!(r.keepalive().unwrap());
+        assert_eq!(r.tcp_keepalive_time().unwrap(), sockopt::KEEPALIVE_TIME);
+        assert_eq!(r.tcp_user_timeout().unwrap(), Some(sockopt::USER_TIMEOUT));
+    }
+
+    #[tokio::test]
+    async fn kill_wakes_the_waiting_session() {
+        let k = Arc::new(Kill::default());
+        let waiter = tokio::spawn({
+            let k = k.clone();
+            async move { k.killed().await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiter.is_finished());
+        k.kill();
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("woken")
+            .unwrap();
+        // Killed before anyone waits: resolves at once.
+        let k = Kill::default();
+        k.kill();
+        tokio::time::timeout(Duration::from_secs(1), k.killed())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn refused_connect_is_an_error() {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let e = connect(addr, Duration::from_secs(2)).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
     }
 }

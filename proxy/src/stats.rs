@@ -71,12 +71,6 @@ impl ProxyStats {
         let mut map = self.backends.write().unwrap_or_else(|e| e.into_inner());
         map.entry(addr).or_default().clone()
     }
-
-    /// Current active sessions of a backend, 0 if never seen: the leastconn load.
-    pub(crate) fn load(&self, addr: SocketAddr) -> u64 {
-        self.backend(addr)
-            .map_or(0, |s| s.active.load(Ordering::Relaxed))
-    }
 }
 
 /// Decrements an active-session counter when dropped, so every exit path (including panics) keeps it exact.
