@@ -214,130 +214,22 @@ const PRIMARY_WAIT: Duration = Duration::from_secs(5);
 impl Instance {
     /// Open the sockets, remove a VIP left by an earlier crash, resolve the primary address, spawn the driver.
     pub async fn start(cfg: InstanceConfig) -> Result<Self, SysError> {
-        let v6 = cfg.vip.is_ipv6();
-        let fam = if v6 { "IPv6" } else { "IPv4" };
-        if cfg.unicast_peers.iter().any(|p| p.is_ipv6() != v6) {
-            return Err(SysError::Config(format!(
-                "unicast peers must be {fam} like the VIP"
-            )));
-        }
-        if cfg.unicast_source.is_some_and(|s| s.is_ipv6() != v6) {
-            return Err(SysError::Config(format!(
-                "unicast source must be {fam} like the VIP"
-            )));
-        }
-        if cfg.unicast_peers.contains(&cfg.vip) {
-            return Err(SysError::Config("the VIP cannot be a unicast peer".into()));
-        }
-        if cfg.priority == Priority::LEAVING {
-            return Err(SysError::Config(
-                "priority 0 is reserved for a leaving master".into(),
-            ));
-        }
-        if cfg.garp_repeat == 0 {
-            return Err(SysError::Config("garp_repeat must be at least 1".into()));
-        }
+        check_config(&cfg)?;
         let ifindex = nix::net::if_::if_nametoindex(cfg.interface.as_str())
             .map_err(|_| SysError::NoInterface(cfg.interface.clone()))?;
         let net = netlink::Net::connect(ifindex).map_err(io_err("netlink socket"))?;
-        let nl = |e: rtnetlink::Error| SysError::Netlink(e.to_string());
-
-        // A VIP still on the interface means an earlier run died as master; holding it as backup would make
-        // two nodes answer for it. The address owner (255) owns it as a real address and keeps it.
-        if cfg.priority != Priority::OWNER && net.del_vip(cfg.vip).await.map_err(nl)? {
-            tracing::warn!(vip = %cfg.vip, interface = %cfg.interface, "removed a stale VIP left by an earlier run");
-        }
-
-        let link = net.link().await.map_err(nl)?;
-        let primary = match cfg.unicast_source {
-            Some(s) => s,
-            None => {
-                let deadline = tokio::time::Instant::now() + PRIMARY_WAIT;
-                loop {
-                    if let Some(a) = net.primary_address(v6, cfg.vip).await.map_err(nl)? {
-                        break a;
-                    }
-                    if tokio::time::Instant::now() >= deadline {
-                        return Err(SysError::NoPrimaryAddress(fam, cfg.interface.clone()));
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        };
-
-        let sock =
-            socket::VrrpSocket::open(&cfg.interface, ifindex, v6, cfg.unicast_peers.is_empty())
-                .map_err(io_err(format!("VRRP socket on {}", cfg.interface)))?;
-        let announce = announce::AnnounceSocket::open(ifindex)
-            .map_err(io_err(format!("packet socket on {}", cfg.interface)))?;
-
-        let router = Router::new(RouterConfig {
-            vrid: cfg.vrid,
-            priority: cfg.priority,
-            advert_interval: cfg.advert_interval,
-            preempt: cfg.preempt,
-            preempt_delay: cfg.preempt_delay,
-            primary_address: primary,
-            vips: vec![cfg.vip],
-            garp_repeat: cfg.garp_repeat,
-            garp_delay: cfg.garp_delay,
-            garp_refresh: cfg.garp_refresh,
-        });
-        let status0 = VrrpStatus {
-            state: State::Initialize,
-            effective_priority: cfg.priority,
-            master_address: None,
-            vip_held: false,
-            transitions: 0,
-            master_advert_interval: cfg.advert_interval,
-        };
-        let (status_tx, status) = watch::channel(status0);
-        let stats = Arc::new(VrrpStats::default());
-        let (ctl, ctl_rx) = mpsc::channel(1);
-        let (prio, prio_rx) = watch::channel(cfg.priority);
-        let (fault, fault_rx) = watch::channel(false);
-        let (net_tx, net_rx) = mpsc::channel(16);
-        let watch_task = tokio::spawn(netlink::watch(
-            net.clone(),
-            cfg.vip,
-            driver::NET_TICK,
-            net_tx,
-        ));
+        clear_stale_vip(&net, &cfg).await?;
+        let link = net.link().await.map_err(nl_err)?;
+        let primary = resolve_primary(&net, &cfg).await?;
+        let (sock, announce) = open_sockets(&cfg, ifindex)?;
         tracing::info!(
             interface = %cfg.interface, vrid = %cfg.vrid, priority = %cfg.priority, vip = %cfg.vip,
             source = %primary, unicast = !cfg.unicast_peers.is_empty(), "VRRP instance starting"
         );
-        let d = driver::Driver {
-            router,
-            sock,
-            announce,
-            net,
-            primary,
-            mac: link.mac,
-            link_up: link.up,
-            stats: stats.clone(),
-            status_tx,
-            ctl_rx,
-            prio_rx,
-            fault_rx,
-            net_rx,
-            vip_held: false,
-            drop_log: driver::DropLog::default(),
-            mismatch_logged: None,
-            cfg,
-        };
-        let task = tokio::spawn(async move {
-            d.run().await;
-            watch_task.abort();
-        });
-        Ok(Instance {
-            ctl,
-            prio,
-            fault,
-            status,
-            stats,
-            task,
-        })
+        let router = Router::new(router_config(&cfg, primary));
+        Ok(spawn_driver(
+            cfg, router, sock, announce, net, primary, link,
+        ))
     }
 
     /// The status, updated after every event. Clone out of `borrow()` rather than holding the guard across
@@ -367,6 +259,172 @@ impl Instance {
             let _ = rx.await;
         }
         let _ = self.task.await;
+    }
+}
+
+fn nl_err(e: rtnetlink::Error) -> SysError {
+    SysError::Netlink(e.to_string())
+}
+
+fn family_name(v6: bool) -> &'static str {
+    if v6 {
+        "IPv6"
+    } else {
+        "IPv4"
+    }
+}
+
+/// The rules the config layer also enforces, checked again here so the library never runs half configured.
+fn check_config(cfg: &InstanceConfig) -> Result<(), SysError> {
+    let v6 = cfg.vip.is_ipv6();
+    let fam = family_name(v6);
+    if cfg.unicast_peers.iter().any(|p| p.is_ipv6() != v6) {
+        return Err(SysError::Config(format!(
+            "unicast peers must be {fam} like the VIP"
+        )));
+    }
+    if cfg.unicast_source.is_some_and(|s| s.is_ipv6() != v6) {
+        return Err(SysError::Config(format!(
+            "unicast source must be {fam} like the VIP"
+        )));
+    }
+    if cfg.unicast_peers.contains(&cfg.vip) {
+        return Err(SysError::Config("the VIP cannot be a unicast peer".into()));
+    }
+    if cfg.priority == Priority::LEAVING {
+        return Err(SysError::Config(
+            "priority 0 is reserved for a leaving master".into(),
+        ));
+    }
+    if cfg.garp_repeat == 0 {
+        return Err(SysError::Config("garp_repeat must be at least 1".into()));
+    }
+    Ok(())
+}
+
+/// A VIP still on the interface means an earlier run died as master; holding it as backup would make two
+/// nodes answer for it. The address owner (255) owns it as a real address and keeps it.
+async fn clear_stale_vip(net: &netlink::Net, cfg: &InstanceConfig) -> Result<(), SysError> {
+    if cfg.priority != Priority::OWNER && net.del_vip(cfg.vip).await.map_err(nl_err)? {
+        tracing::warn!(vip = %cfg.vip, interface = %cfg.interface, "removed a stale VIP left by an earlier run");
+    }
+    Ok(())
+}
+
+/// The advertisements' source: the configured one, else the interface's primary address of the VIP's family
+/// (waiting up to [`PRIMARY_WAIT`] for an IPv6 link-local address to finish DAD).
+async fn resolve_primary(net: &netlink::Net, cfg: &InstanceConfig) -> Result<IpAddr, SysError> {
+    if let Some(s) = cfg.unicast_source {
+        return Ok(s);
+    }
+    let v6 = cfg.vip.is_ipv6();
+    let deadline = tokio::time::Instant::now() + PRIMARY_WAIT;
+    loop {
+        if let Some(a) = net.primary_address(v6, cfg.vip).await.map_err(nl_err)? {
+            return Ok(a);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(SysError::NoPrimaryAddress(
+                family_name(v6),
+                cfg.interface.clone(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The raw VRRP socket (joined to the group in multicast mode) and the packet socket for ARP / NA.
+fn open_sockets(
+    cfg: &InstanceConfig,
+    ifindex: u32,
+) -> Result<(socket::VrrpSocket, announce::AnnounceSocket), SysError> {
+    let sock = socket::VrrpSocket::open(
+        &cfg.interface,
+        ifindex,
+        cfg.vip.is_ipv6(),
+        cfg.unicast_peers.is_empty(),
+    )
+    .map_err(io_err(format!("VRRP socket on {}", cfg.interface)))?;
+    let announce = announce::AnnounceSocket::open(ifindex)
+        .map_err(io_err(format!("packet socket on {}", cfg.interface)))?;
+    Ok((sock, announce))
+}
+
+fn router_config(cfg: &InstanceConfig, primary: IpAddr) -> RouterConfig {
+    RouterConfig {
+        vrid: cfg.vrid,
+        priority: cfg.priority,
+        advert_interval: cfg.advert_interval,
+        preempt: cfg.preempt,
+        preempt_delay: cfg.preempt_delay,
+        primary_address: primary,
+        vips: vec![cfg.vip],
+        garp_repeat: cfg.garp_repeat,
+        garp_delay: cfg.garp_delay,
+        garp_refresh: cfg.garp_refresh,
+    }
+}
+
+/// The channels between the [`Instance`] handle and its driver, the netlink watch, and the driver task.
+fn spawn_driver(
+    cfg: InstanceConfig,
+    router: Router,
+    sock: socket::VrrpSocket,
+    announce: announce::AnnounceSocket,
+    net: netlink::Net,
+    primary: IpAddr,
+    link: netlink::LinkInfo,
+) -> Instance {
+    let status0 = VrrpStatus {
+        state: State::Initialize,
+        effective_priority: cfg.priority,
+        master_address: None,
+        vip_held: false,
+        transitions: 0,
+        master_advert_interval: cfg.advert_interval,
+    };
+    let (status_tx, status) = watch::channel(status0);
+    let stats = Arc::new(VrrpStats::default());
+    let (ctl, ctl_rx) = mpsc::channel(1);
+    let (prio, prio_rx) = watch::channel(cfg.priority);
+    let (fault, fault_rx) = watch::channel(false);
+    let (net_tx, net_rx) = mpsc::channel(16);
+    let watch_task = tokio::spawn(netlink::watch(
+        net.clone(),
+        cfg.vip,
+        driver::NET_TICK,
+        net_tx,
+    ));
+    let d = driver::Driver {
+        router,
+        sock,
+        announce,
+        net,
+        primary,
+        mac: link.mac,
+        link_up: link.up,
+        stats: stats.clone(),
+        status_tx,
+        ctl_rx,
+        prio_rx,
+        fault_rx,
+        net_rx,
+        vip_held: false,
+        drop_log: driver::DropLog::default(),
+        mismatch_logged: None,
+        cfg,
+    };
+    let task = tokio::spawn(async move {
+        d.run().await;
+        watch_task.abort();
+    });
+    Instance {
+        ctl,
+        prio,
+        fault,
+        status,
+        stats,
+        task,
     }
 }
 
