@@ -32,6 +32,10 @@ pub struct StatusDoc {
     pub vip: VipStatus,
     pub proxy: ProxyStatus,
     pub backends: Vec<BackendStatus>,
+    /// Things an operator should act on (e.g. a VRRPv2 router in our VRID that cannot hear us); empty when
+    /// all is well. Absent in documents from older versions.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -458,6 +462,9 @@ pub fn render_status(doc: &StatusDoc) -> String {
         "proxy     {} ({} active, {} total connections)",
         doc.proxy.listen, doc.proxy.active_connections, doc.proxy.total_connections
     );
+    for w in &doc.warnings {
+        let _ = writeln!(out, "warning   {w}");
+    }
     if doc.backends.is_empty() {
         let _ = writeln!(out, "backends  none");
         return out;

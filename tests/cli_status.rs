@@ -29,6 +29,7 @@ fn doc() -> StatusDoc {
             total_connections: 0,
         },
         backends: vec![],
+        warnings: vec![],
     }
 }
 

@@ -42,6 +42,11 @@ pub(crate) fn sample_doc() -> StatusDoc {
                 active_connections: 0,
             },
         ],
+        warnings: vec![
+            "VRRPv2 router 192.0.2.12 (priority 101) advertises VRID 51, last 1s ago: it cannot hear this \
+             version-3 node, so both may hold the VIP; set vrrp.version: mixed while it runs"
+                .to_string(),
+        ],
     }
 }
 
@@ -197,7 +202,8 @@ fn status_json_has_the_documented_shape() {
                  "reason": "GET /readyz: 200", "activeConnections": 12},
                 {"address": "[2001:db8::21]:6443", "healthy": false, "since": "2026-11-25T09:10:05Z",
                  "reason": "connect: connection refused", "activeConnections": 0}
-            ]
+            ],
+            "warnings": [sample_doc().warnings[0]]
         })
     );
     for (state, word) in [
@@ -340,6 +346,7 @@ fn status_table_golden() {
     doc.vrrp.master_address = None;
     doc.vip.held = false;
     doc.backends.clear();
+    doc.warnings.clear();
     got.push_str("---\n");
     got.push_str(&render_status(&doc));
     let file =

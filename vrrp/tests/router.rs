@@ -21,6 +21,7 @@ fn cfg(prio: u8) -> RouterConfig {
         garp_repeat: 5,
         garp_delay: Duration::from_secs(5),
         garp_refresh: Duration::ZERO,
+        version: vrrp::proto::Version::V3,
     }
 }
 

@@ -11,13 +11,13 @@ mod socket;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::proto::{
-    Centis, ChecksumMode, DecodeError, Priority, Router, RouterConfig, State, Vrid,
+    Auth, Centis, ChecksumMode, DecodeError, Priority, Router, RouterConfig, State, Version, Vrid,
 };
 
 /// One virtual router on one interface. All addresses (VIP, peers, source) share the VIP's family.
@@ -39,6 +39,20 @@ pub struct InstanceConfig {
     pub garp_repeat: u32,
     pub garp_delay: Duration,
     pub garp_refresh: Duration,
+    /// VRRPv3, VRRPv2 or both (IPv4 only for the last two); changes in place with [`Instance::set_wire`].
+    pub version: Version,
+    /// VRRPv2 authentication, sent and demanded in v2 advertisements (v3 has none).
+    pub auth: Auth,
+}
+
+/// A VRRPv2 router heard in our VRID while we speak VRRPv3 only: it cannot hear us, so it is most likely
+/// master too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct V2Peer {
+    pub src: IpAddr,
+    pub priority: Priority,
+    /// When its last advertisement arrived.
+    pub last_heard: Instant,
 }
 
 /// What the instance is doing now, published on a watch channel after every event.
@@ -50,6 +64,10 @@ pub struct VrrpStatus {
     pub vip_held: bool,
     pub transitions: u64,
     pub master_advert_interval: Centis,
+    /// The protocol version running now.
+    pub version: Version,
+    /// Version 3 only: the last VRRPv2 router heard in our VRID (see [`V2Peer`]).
+    pub v2_peer: Option<V2Peer>,
 }
 
 /// Why a received packet was dropped. One counter per variant, one rate-limited log line per variant.
@@ -74,10 +92,14 @@ pub enum DropReason {
     UnknownPeer,
     /// Our own advertisement came back (looped or reflected).
     OwnPacket,
+    /// VRRPv2: wrong or missing password, or another authentication type.
+    Auth,
+    /// VRRPv2 (version 2 only): the sender's Adver Int is not ours.
+    Interval,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 13] = [
+    pub const ALL: [DropReason; 15] = [
         DropReason::HopLimit,
         DropReason::IpHeader,
         DropReason::Truncated,
@@ -91,6 +113,8 @@ impl DropReason {
         DropReason::UnknownVrid,
         DropReason::UnknownPeer,
         DropReason::OwnPacket,
+        DropReason::Auth,
+        DropReason::Interval,
     ];
 
     /// A stable label (metrics, logs).
@@ -109,6 +133,8 @@ impl DropReason {
             DropReason::UnknownVrid => "unknown_vrid",
             DropReason::UnknownPeer => "unknown_peer",
             DropReason::OwnPacket => "own_packet",
+            DropReason::Auth => "auth",
+            DropReason::Interval => "interval",
         }
     }
 
@@ -132,6 +158,8 @@ impl From<&DecodeError> for DropReason {
             DecodeError::UnknownVrid(_) => DropReason::UnknownVrid,
             DecodeError::UnknownPeer(_) => DropReason::UnknownPeer,
             DecodeError::IpHeader => DropReason::IpHeader,
+            DecodeError::Auth => DropReason::Auth,
+            DecodeError::Interval(_) => DropReason::Interval,
         }
     }
 }
@@ -146,6 +174,8 @@ pub struct VrrpStats {
     pub netlink_errors: AtomicU64,
     pub vip_restored: AtomicU64,
     pub send_errors: AtomicU64,
+    /// VRRPv2 advertisements for our VRID heard while running version 3 (also counted as `version` drops).
+    pub v2_peer_adverts: AtomicU64,
     drops: [AtomicU64; DropReason::ALL.len()],
 }
 
@@ -203,6 +233,7 @@ pub struct Instance {
     // Only the latest value matters, so tracking updates never queue up or get lost.
     prio: watch::Sender<Priority>,
     fault: watch::Sender<bool>,
+    wire: watch::Sender<(Version, Auth)>,
     status: watch::Receiver<VrrpStatus>,
     stats: Arc<VrrpStats>,
     task: JoinHandle<()>,
@@ -252,6 +283,12 @@ impl Instance {
         self.fault.send_replace(fault);
     }
 
+    /// Change the protocol version and VRRPv2 authentication in place: no handover, the state, timers and VIP
+    /// stay. What the router sends and accepts changes from the next packet on.
+    pub fn set_wire(&self, version: Version, auth: Auth) {
+        self.wire.send_replace((version, auth));
+    }
+
     /// Leave the virtual router: as master, send priority 0 and remove the VIP. Returns when done.
     pub async fn shutdown(self) {
         let (tx, rx) = oneshot::channel();
@@ -298,6 +335,16 @@ fn check_config(cfg: &InstanceConfig) -> Result<(), SysError> {
     }
     if cfg.garp_repeat == 0 {
         return Err(SysError::Config("garp_repeat must be at least 1".into()));
+    }
+    if v6 && cfg.version != Version::V3 {
+        return Err(SysError::Config(
+            "VRRPv2 (version 2 or mixed) is IPv4 only".into(),
+        ));
+    }
+    if cfg.version.sends_v2() && cfg.advert_interval.whole_secs().is_none() {
+        return Err(SysError::Config(
+            "VRRPv2 needs an advertisement interval of whole seconds".into(),
+        ));
     }
     Ok(())
 }
@@ -362,6 +409,7 @@ fn router_config(cfg: &InstanceConfig, primary: IpAddr) -> RouterConfig {
         garp_repeat: cfg.garp_repeat,
         garp_delay: cfg.garp_delay,
         garp_refresh: cfg.garp_refresh,
+        version: cfg.version,
     }
 }
 
@@ -382,12 +430,15 @@ fn spawn_driver(
         vip_held: false,
         transitions: 0,
         master_advert_interval: cfg.advert_interval,
+        version: cfg.version,
+        v2_peer: None,
     };
     let (status_tx, status) = watch::channel(status0);
     let stats = Arc::new(VrrpStats::default());
     let (ctl, ctl_rx) = mpsc::channel(1);
     let (prio, prio_rx) = watch::channel(cfg.priority);
     let (fault, fault_rx) = watch::channel(false);
+    let (wire, wire_rx) = watch::channel((cfg.version, cfg.auth));
     let (net_tx, net_rx) = mpsc::channel(16);
     let watch_task = tokio::spawn(netlink::watch(
         net.clone(),
@@ -408,8 +459,11 @@ fn spawn_driver(
         ctl_rx,
         prio_rx,
         fault_rx,
+        wire_rx,
         net_rx,
         vip_held: false,
+        v2_peer: None,
+        v2_peer_logged: None,
         drop_log: driver::DropLog::default(),
         mismatch_logged: None,
         cfg,
@@ -422,6 +476,7 @@ fn spawn_driver(
         ctl,
         prio,
         fault,
+        wire,
         status,
         stats,
         task,

@@ -157,6 +157,8 @@ fn cfg(interface: &str, vip: IpAddr) -> super::InstanceConfig {
         garp_repeat: 1,
         garp_delay: Duration::from_secs(5),
         garp_refresh: Duration::ZERO,
+        version: crate::proto::Version::V3,
+        auth: crate::proto::Auth::None,
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use vrrp::proto::packet::{MULTICAST_V4, MULTICAST_V6};
 use vrrp::proto::{
     Action, Advertisement, Centis, ChecksumMode, Input, Priority, Router, RouterConfig, State,
-    TransitionReason, Vrid,
+    TransitionReason, Version, Vrid,
 };
 
 pub fn cfg(prio: u8, last_octet: u8, interval_cs: u16) -> RouterConfig {
@@ -24,6 +24,7 @@ pub fn cfg(prio: u8, last_octet: u8, interval_cs: u16) -> RouterConfig {
         garp_repeat: 5,
         garp_delay: Duration::from_secs(5),
         garp_refresh: Duration::ZERO,
+        version: Version::V3,
     }
 }
 
