@@ -63,7 +63,13 @@ pub(crate) struct Driver {
     /// Version 3: the last VRRPv2 router heard in our VRID, and when that was last logged.
     pub v2_peer: Option<V2Peer>,
     pub v2_peer_logged: Option<Instant>,
+    /// Who sent VRRPv3 lately, and when: a VRRPv2 advertisement from one of them is a mixed-mode router's
+    /// second copy, not a router that cannot hear us. A handful of entries (only masters send).
+    pub v3_senders: Vec<(IpAddr, Instant)>,
 }
+
+/// At most this many recent VRRPv3 senders are remembered.
+const V3_SENDERS_MAX: usize = 8;
 
 impl Driver {
     pub async fn run(mut self) {
@@ -154,9 +160,10 @@ impl Driver {
             Some(v2::VERSION) => self
                 .accept_v2(rx, payload)
                 .map(|advert| Input::AdvertV2 { src, advert }),
-            _ => self
-                .accept(rx, payload)
-                .map(|advert| Input::Advert { src, advert }),
+            _ => self.accept(rx, payload).map(|advert| {
+                self.note_v3_sender(src);
+                Input::Advert { src, advert }
+            }),
         };
         match accepted {
             Ok(input) => {
@@ -227,7 +234,9 @@ impl Driver {
             return Err(DecodeError::UnknownVrid(advert.vrid.get()));
         }
         if self.cfg.version == Version::V3 {
-            self.note_v2_peer(rx.src, advert.priority);
+            if !self.sends_v3_too(rx.src) {
+                self.note_v2_peer(rx.src, advert.priority);
+            }
             return Err(DecodeError::Version(v2::VERSION));
         }
         advert.check_auth(&self.cfg.auth)?;
@@ -237,6 +246,23 @@ impl Driver {
             return Err(DecodeError::Interval(advert.adver_int));
         }
         Ok(advert.to_advert())
+    }
+
+    fn note_v3_sender(&mut self, src: IpAddr) {
+        let now = Instant::now();
+        self.v3_senders.retain(|(a, _)| *a != src);
+        if self.v3_senders.len() >= V3_SENDERS_MAX {
+            self.v3_senders.remove(0);
+        }
+        self.v3_senders.push((src, now));
+    }
+
+    /// Whether `src` also sent VRRPv3 within a Master_Down_Interval (plus a second for scheduling).
+    fn sends_v3_too(&self, src: IpAddr) -> bool {
+        let window = self.router.master_down_interval() + Duration::from_secs(1);
+        self.v3_senders
+            .iter()
+            .any(|(a, t)| *a == src && t.elapsed() < window)
     }
 
     /// Count, remember for `/status` and log (at most once per [`DROP_LOG_EVERY`]) a VRRPv2 router in our VRID.

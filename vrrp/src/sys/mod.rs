@@ -464,6 +464,7 @@ fn spawn_driver(
         vip_held: false,
         v2_peer: None,
         v2_peer_logged: None,
+        v3_senders: Vec::new(),
         drop_log: driver::DropLog::default(),
         mismatch_logged: None,
         cfg,
