@@ -807,8 +807,10 @@ async fn reload(
         return Err(anyhow::Error::new(e).context("health checks"));
     }
     let (old_vrrp, new_vrrp) = (instance_config(current), instance_config(&new));
-    if new_vrrp != old_vrrp && only_wire_differs(&old_vrrp, &new_vrrp) {
+    if new_vrrp != old_vrrp {
         warn_long_auth_pass(&new);
+    }
+    if new_vrrp != old_vrrp && only_wire_differs(&old_vrrp, &new_vrrp) {
         info!(
             version = new.vrrp.version.as_str(),
             "reload: VRRP version / authentication changed, applied in place"
