@@ -154,3 +154,11 @@ fn auth_type_ah_is_refused_with_the_reason() {
         "vrrp.authType: \"md5\" is not pass (AH is not supported)",
     );
 }
+
+#[test]
+fn validate_names_a_version_other_than_3() {
+    let line = |vrrp: &str| crate::cli::summary("f.yaml", &parse(BASE, vrrp).unwrap());
+    assert!(line("").ends_with("every 1s, multicast"), "{}", line(""));
+    assert!(line("version: 2").ends_with("multicast, VRRPv2"));
+    assert!(line("version: mixed").ends_with("multicast, VRRPv3 + VRRPv2 (mixed)"));
+}
