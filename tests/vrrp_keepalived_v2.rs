@@ -299,7 +299,10 @@ fn wrong_password_is_dropped_and_counted() {
     s.version = "2";
     s.auth_pass = Some("wrong");
     let p = start_node(n0, &s);
-    let dropped = wait_for(SLACK, || (stats(&p)["drop_auth"] >= 2).then_some(()));
+    // Keepalived starts as backup and sends only once master, after its own down interval.
+    let ka_master = ka.proc.wait_line(SLACK, |l| l.contains("Entering MASTER"));
+    assert!(ka_master.is_some(), "{:?}", ka.proc.lines());
+    let dropped = wait_for(SLACK, || (stats(&p)["drop_auth"] >= 3).then_some(()));
     assert!(
         dropped.is_some(),
         "no auth drops: {:?}\nKeepalived: {:?}",
@@ -309,6 +312,9 @@ fn wrong_password_is_dropped_and_counted() {
     let st = stats(&p);
     assert_eq!(st["adverts_received"], 0, "{st:?}");
     assert_eq!(st["drop_version"], 0, "{st:?}");
+    // And the other way round: Keepalived refuses vipd's password.
+    let refused = ka.proc.wait_line(SLACK, |l| l.contains("invalid passwd"));
+    assert!(refused.is_some(), "{:?}", ka.proc.lines());
     // Without a password at all, the same.
     drop(p);
     let mut s = s.clone();
