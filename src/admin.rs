@@ -52,6 +52,13 @@ pub struct VrrpStatus {
     /// As written in the config: `1s`, `250ms` (see `config::fmt_duration`).
     pub advert_interval: String,
     pub transitions: u64,
+    /// The protocol spoken now: `3`, `2` or `mixed` (`vrrp.version`; `3` in documents from older versions).
+    #[serde(default = "default_version")]
+    pub version: String,
+}
+
+fn default_version() -> String {
+    "3".to_string()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -439,9 +446,15 @@ pub fn render_status(doc: &StatusDoc) -> String {
         Some(a) => format!(", master {a}"),
         None => String::new(),
     };
+    // The version only when it is not the default, so the usual line stays short.
+    let version = match v.version.as_str() {
+        "3" => String::new(),
+        "mixed" => ", VRRPv3 + VRRPv2 (mixed)".to_string(),
+        other => format!(", VRRPv{other}"),
+    };
     let _ = writeln!(
         out,
-        "vrrp      {}, vrid {}, {effective}, advert {}, {} transitions{master}",
+        "vrrp      {}, vrid {}, {effective}, advert {}, {} transitions{master}{version}",
         v.state.as_str().to_uppercase(),
         v.vrid,
         v.advert_interval,

@@ -650,6 +650,7 @@ pub fn status_doc(live: &Live) -> StatusDoc {
             master_address: v.master_address,
             advert_interval: fmt_duration(v.master_advert_interval.as_duration()),
             transitions: v.transitions,
+            version: v.version.as_str().to_string(),
         },
         vip: VipStatus {
             address: c.control_plane_vip,

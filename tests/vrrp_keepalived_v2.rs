@@ -398,6 +398,14 @@ fn sighup_changing_only_the_version_moves_nothing() {
         p.vipd.signal(Signal::SIGHUP).unwrap();
         let applied = p.wait_line_from(reloaded, SLACK, |l| l.contains("applied in place"));
         assert!(applied.is_some(), "{}: {:?}", node.name, p.lines());
+        let now_3 = wait_for(SLACK, || {
+            (p.vipd.status().ok()?["vrrp"]["version"] == "3").then_some(())
+        });
+        assert!(
+            now_3.is_some(),
+            "{}: /status does not say version 3",
+            node.name
+        );
         // Several intervals: a handover or a missed advertisement would show within them.
         assert_sole_holder(&nodes, VIP, "n0", SLACK, Duration::from_secs(4));
     }

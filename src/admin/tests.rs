@@ -16,6 +16,7 @@ pub(crate) fn sample_doc() -> StatusDoc {
             master_address: Some("192.0.2.11".parse().unwrap()),
             advert_interval: "1s".to_string(),
             transitions: 3,
+            version: "3".to_string(),
         },
         vip: VipStatus {
             address: "192.0.2.100".parse().unwrap(),
@@ -194,7 +195,8 @@ fn status_json_has_the_documented_shape() {
         serde_json::json!({
             "node": "lb-1",
             "vrrp": {"state": "master", "vrid": 51, "priority": 100, "effectivePriority": 50,
-                     "masterAddress": "192.0.2.11", "advertInterval": "1s", "transitions": 3},
+                     "masterAddress": "192.0.2.11", "advertInterval": "1s", "transitions": 3,
+                     "version": "3"},
             "vip": {"address": "192.0.2.100", "held": true},
             "proxy": {"listen": "192.0.2.100:443", "activeConnections": 12, "totalConnections": 3456},
             "backends": [
@@ -347,6 +349,7 @@ fn status_table_golden() {
     doc.vip.held = false;
     doc.backends.clear();
     doc.warnings.clear();
+    doc.vrrp.version = "mixed".to_string();
     got.push_str("---\n");
     got.push_str(&render_status(&doc));
     let file =
