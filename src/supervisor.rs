@@ -490,6 +490,7 @@ fn initial_live(
         master_advert_interval: cfg.vrrp.advert_interval,
         version: cfg.vrrp.version,
         v2_peer: None,
+        v3_only_master: None,
     });
     let live = Arc::new(RwLock::new(Live {
         config: cfg.clone(),
@@ -681,22 +682,33 @@ pub fn status_doc(live: &Live) -> StatusDoc {
 /// A VRRPv2 router heard this recently still counts for the `/status` warning.
 const V2_PEER_WARN_FOR: Duration = Duration::from_secs(60);
 
-/// The `/status` warnings about VRRP: a VRRPv2 router in our VRID while we speak version 3 only.
+/// The `/status` warnings about VRRP: the virtual router split by version. As version 3, a VRRPv2 router in
+/// our VRID (it cannot hear us); as mixed, a master that sends VRRPv3 only (VRRPv2 routers cannot hear it).
 fn vrrp_warnings(v: &vrrp::sys::VrrpStatus) -> Vec<String> {
-    let Some(p) = v.v2_peer.filter(|_| v.version == vrrp::proto::Version::V3) else {
-        return Vec::new();
+    use vrrp::proto::Version;
+    let recent = |p: Option<vrrp::sys::PeerHeard>, when: Version| {
+        p.filter(|p| v.version == when && p.last_heard.elapsed() <= V2_PEER_WARN_FOR)
     };
-    let ago = p.last_heard.elapsed();
-    if ago > V2_PEER_WARN_FOR {
-        return Vec::new();
+    let mut out = Vec::new();
+    if let Some(p) = recent(v.v2_peer, Version::V3) {
+        out.push(format!(
+            "VRRPv2 router {} (priority {}) advertises our VRID, last {}s ago: it cannot hear this version-3 \
+             node, so both may hold the VIP; set vrrp.version: mixed while it runs",
+            p.src,
+            p.priority,
+            p.last_heard.elapsed().as_secs()
+        ));
     }
-    vec![format!(
-        "VRRPv2 router {} (priority {}) advertises our VRID, last {}s ago: it cannot hear this version-3 \
-         node, so both may hold the VIP; set vrrp.version: mixed while it runs",
-        p.src,
-        p.priority,
-        ago.as_secs()
-    )]
+    if let Some(p) = recent(v.v3_only_master, Version::Mixed) {
+        out.push(format!(
+            "master {} (priority {}) sends VRRPv3 only, last {}s ago: VRRPv2 routers (Keepalived without \
+             vrrp_version 3) cannot hear it and may hold the VIP too; keep it on vrrp.version: mixed while any remain",
+            p.src,
+            p.priority,
+            p.last_heard.elapsed().as_secs()
+        ));
+    }
+    out
 }
 
 fn node_name() -> String {

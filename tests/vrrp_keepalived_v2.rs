@@ -424,3 +424,42 @@ fn sighup_changing_only_the_version_moves_nothing() {
         assert_eq!(doc["warnings"], serde_json::json!([]), "{doc}");
     }
 }
+
+/// RFC 5798 8.4.2's optional report: a mixed backup whose master sends VRRPv3 only (switched to version 3
+/// while VRRPv2 routers may remain) says so in `/status` `warnings`; a mixed master raises nothing.
+#[test]
+fn mixed_backup_reports_a_v3_only_master() {
+    let lab = lab("kv3only", 2);
+    let (n0, n1) = (lab.node("n0"), lab.node("n1"));
+    let spec = |prio: u8, version: &'static str| {
+        let mut s = NodeSpec::new(98, prio, VIP);
+        s.interval_cs = 100;
+        s.version = version;
+        s
+    };
+    let p0 = start_node(n0, &spec(200, "3"));
+    let p1 = start_node(n1, &spec(100, "mixed"));
+    assert!(wait_state(&p0, "master", SLACK));
+    assert!(wait_state(&p1, "backup", SLACK));
+    let warned = wait_for(SLACK, || {
+        let doc = p1.vipd.status().ok()?;
+        let w = doc["warnings"].as_array()?.first()?.as_str()?.to_string();
+        Some(w)
+    })
+    .expect("no warning on the mixed backup");
+    assert!(warned.contains("sends VRRPv3 only"), "{warned}");
+    assert!(warned.contains(&n0.ip(false).to_string()), "{warned}");
+    let doc = p0.vipd.status().unwrap();
+    assert_eq!(doc["warnings"], serde_json::json!([]), "{doc}");
+    // The master goes mixed (in place): its VRRPv2 copies clear the warning on the backup.
+    let mut v = vipd_spec(&spec(200, "mixed"));
+    v.interface = n0.ifname.clone();
+    p0.vipd.write_config(&v).unwrap();
+    p0.vipd.signal(Signal::SIGHUP).unwrap();
+    let cleared = wait_for(SLACK, || {
+        let doc = p1.vipd.status().ok()?;
+        (doc["warnings"] == serde_json::json!([])).then_some(())
+    });
+    assert!(cleared.is_some(), "{:?}", p1.vipd.status());
+    assert_eq!(state(&p0).as_deref(), Some("master"));
+}

@@ -45,10 +45,11 @@ pub struct InstanceConfig {
     pub auth: Auth,
 }
 
-/// A VRRPv2 router heard in our VRID while we speak VRRPv3 only: it cannot hear us, so it is most likely
-/// master too.
+/// A router whose advertisements say the virtual router is split by version: a VRRPv2 router heard while we
+/// speak VRRPv3 only (it cannot hear us, so it is most likely master too), or, in mixed mode, a master that
+/// sends VRRPv3 without VRRPv2 copies (VRRPv2 routers cannot hear it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct V2Peer {
+pub struct PeerHeard {
     pub src: IpAddr,
     pub priority: Priority,
     /// When its last advertisement arrived.
@@ -66,8 +67,11 @@ pub struct VrrpStatus {
     pub master_advert_interval: Centis,
     /// The protocol version running now.
     pub version: Version,
-    /// Version 3 only: the last VRRPv2 router heard in our VRID (see [`V2Peer`]).
-    pub v2_peer: Option<V2Peer>,
+    /// Version 3 only: the last VRRPv2 router heard in our VRID (see [`PeerHeard`]).
+    pub v2_peer: Option<PeerHeard>,
+    /// Mixed only: a master heard in VRRPv3 for a Master_Down_Interval without a VRRPv2 copy (RFC 5798 8.4.2
+    /// allows reporting it: the two do not agree on supporting VRRPv2).
+    pub v3_only_master: Option<PeerHeard>,
 }
 
 /// Why a received packet was dropped. One counter per variant, one rate-limited log line per variant.
@@ -432,6 +436,7 @@ fn spawn_driver(
         master_advert_interval: cfg.advert_interval,
         version: cfg.version,
         v2_peer: None,
+        v3_only_master: None,
     };
     let (status_tx, status) = watch::channel(status0);
     let stats = Arc::new(VrrpStats::default());
@@ -465,6 +470,9 @@ fn spawn_driver(
         v2_peer: None,
         v2_peer_logged: None,
         v3_senders: Vec::new(),
+        v2_senders: Vec::new(),
+        v3_only_master: None,
+        v3_only_logged: None,
         drop_log: driver::DropLog::default(),
         mismatch_logged: None,
         cfg,
