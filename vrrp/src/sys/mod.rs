@@ -350,6 +350,11 @@ fn check_config(cfg: &InstanceConfig) -> Result<(), SysError> {
             "VRRPv2 needs an advertisement interval of whole seconds".into(),
         ));
     }
+    if cfg.version.sends_v3() && cfg.advert_interval.get() > Centis::MAX {
+        return Err(SysError::Config(
+            "VRRPv3 carries an advertisement interval of at most 40.95s".into(),
+        ));
+    }
     Ok(())
 }
 
