@@ -9,8 +9,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::announce::AnnounceSocket;
 use super::netlink::{Net, NetState};
+use super::peers::VersionPeers;
 use super::socket::{Received, VrrpSocket, GROUP_V4, GROUP_V6};
-use super::{Control, DropReason, InstanceConfig, PeerHeard, VrrpStats, VrrpStatus};
+use super::{Control, DropReason, InstanceConfig, VrrpStats, VrrpStatus};
 use crate::proto::packet::check_hop_limit;
 use crate::proto::v2::{self, AdvertisementV2};
 use crate::proto::{
@@ -60,30 +61,8 @@ pub(crate) struct Driver {
     pub vip_held: bool,
     pub drop_log: DropLog,
     pub mismatch_logged: Option<Instant>,
-    /// Version 3: the last VRRPv2 router heard in our VRID, and when that was last logged.
-    pub v2_peer: Option<PeerHeard>,
-    pub v2_peer_logged: Option<Instant>,
-    /// Who sent VRRPv3 lately: (sender, first heard, last heard). A VRRPv2 advertisement from one of them is a
-    /// mixed-mode router's second copy, not a router that cannot hear us. A handful of entries (only masters
-    /// send).
-    pub v3_senders: Vec<(IpAddr, Instant, Instant)>,
-    /// Mixed mode: who sent VRRPv2 lately, and when.
-    pub v2_senders: Vec<(IpAddr, Instant)>,
-    /// Mixed mode: a master sending VRRPv3 only, and when that was last logged.
-    pub v3_only_master: Option<PeerHeard>,
-    pub v3_only_logged: Option<Instant>,
-}
-
-/// At most this many recent VRRPv3 (or VRRPv2) senders are remembered.
-const V3_SENDERS_MAX: usize = 8;
-
-/// Remember that `src` sent now, keeping at most [`V3_SENDERS_MAX`] entries.
-fn note_sender(senders: &mut Vec<(IpAddr, Instant)>, src: IpAddr) {
-    senders.retain(|(a, _)| *a != src);
-    if senders.len() >= V3_SENDERS_MAX {
-        senders.remove(0);
-    }
-    senders.push((src, Instant::now()));
+    /// Who speaks which version, for the warnings about a virtual router split by version.
+    pub peers: VersionPeers,
 }
 
 impl Driver {
@@ -176,12 +155,14 @@ impl Driver {
                 .accept_v2(rx, payload)
                 .map(|advert| Input::AdvertV2 { src, advert }),
             _ => self.accept(rx, payload).map(|advert| {
-                self.note_v3_sender(src, advert.priority);
+                let (window, mixed) = (self.sender_window(), self.cfg.version == Version::Mixed);
+                self.peers
+                    .heard_v3(src, advert.priority, window, mixed, self.cfg.vrid);
                 Input::Advert { src, advert }
             }),
         };
         if let Ok(Input::AdvertV2 { .. }) = &accepted {
-            note_sender(&mut self.v2_senders, src);
+            self.peers.heard_v2(src);
         }
         match accepted {
             Ok(input) => {
@@ -252,9 +233,10 @@ impl Driver {
             return Err(DecodeError::UnknownVrid(advert.vrid.get()));
         }
         if self.cfg.version == Version::V3 {
-            if !self.sends_v3_too(rx.src) {
-                self.note_v2_peer(rx.src, advert.priority);
-            }
+            let (window, vrid, stats) = (self.sender_window(), self.cfg.vrid, &self.stats);
+            let count = || stats.v2_peer_adverts.fetch_add(1, Ordering::Relaxed) + 1;
+            self.peers
+                .heard_v2_while_v3(rx.src, advert.priority, window, vrid, count);
             return Err(DecodeError::Version(v2::VERSION));
         }
         advert.check_auth(&self.cfg.auth)?;
@@ -266,95 +248,9 @@ impl Driver {
         Ok(advert.to_advert())
     }
 
-    fn note_v3_sender(&mut self, src: IpAddr, priority: Priority) {
-        let now = Instant::now();
-        let window = self.sender_window();
-        let first = match self.v3_senders.iter().position(|(a, _, _)| *a == src) {
-            // A sender silent for longer than the window starts afresh.
-            Some(i) => {
-                let (_, first, last) = self.v3_senders.remove(i);
-                if now.duration_since(last) < window {
-                    first
-                } else {
-                    now
-                }
-            }
-            None => now,
-        };
-        if self.v3_senders.len() >= V3_SENDERS_MAX {
-            self.v3_senders.remove(0);
-        }
-        self.v3_senders.push((src, first, now));
-        if self.cfg.version == Version::Mixed && priority != Priority::LEAVING {
-            self.check_v3_only(src, priority, now.duration_since(first) >= window);
-        }
-    }
-
-    /// A Master_Down_Interval plus a second for scheduling: how long a sender counts as heard.
+    /// How long a sender counts as heard: a Master_Down_Interval plus a second for scheduling.
     fn sender_window(&self) -> Duration {
         self.router.master_down_interval() + Duration::from_secs(1)
-    }
-
-    /// Whether `src` also sent VRRPv3 within the window.
-    fn sends_v3_too(&self, src: IpAddr) -> bool {
-        let window = self.sender_window();
-        self.v3_senders
-            .iter()
-            .any(|(a, _, t)| *a == src && t.elapsed() < window)
-    }
-
-    /// Mixed mode, RFC 5798 8.4.2: report a master heard in VRRPv3 for a whole window without a VRRPv2 copy.
-    /// It runs version 3 only, so VRRPv2 routers (a Keepalived without `vrrp_version 3`) cannot hear it.
-    fn check_v3_only(&mut self, src: IpAddr, priority: Priority, heard_long_enough: bool) {
-        let window = self.sender_window();
-        let has_v2 = self
-            .v2_senders
-            .iter()
-            .any(|(a, t)| *a == src && t.elapsed() < window);
-        if has_v2 {
-            if self.v3_only_master.is_some_and(|p| p.src == src) {
-                self.v3_only_master = None;
-            }
-            return;
-        }
-        if !heard_long_enough {
-            return;
-        }
-        let now = Instant::now();
-        self.v3_only_master = Some(PeerHeard {
-            src,
-            priority,
-            last_heard: now,
-        });
-        if self
-            .v3_only_logged
-            .is_none_or(|t| now.duration_since(t) >= DROP_LOG_EVERY)
-        {
-            self.v3_only_logged = Some(now);
-            tracing::warn!(%src, vrid = %self.cfg.vrid, %priority,
-                "the master sends VRRPv3 only (no VRRPv2 copies): VRRPv2 routers cannot hear it and may be \
-                 master too; keep it on vrrp.version: mixed while any remain");
-        }
-    }
-
-    /// Count, remember for `/status` and log (at most once per [`DROP_LOG_EVERY`]) a VRRPv2 router in our VRID.
-    fn note_v2_peer(&mut self, src: IpAddr, priority: Priority) {
-        let now = Instant::now();
-        let total = self.stats.v2_peer_adverts.fetch_add(1, Ordering::Relaxed) + 1;
-        self.v2_peer = Some(PeerHeard {
-            src,
-            priority,
-            last_heard: now,
-        });
-        if self
-            .v2_peer_logged
-            .is_none_or(|t| now.duration_since(t) >= DROP_LOG_EVERY)
-        {
-            self.v2_peer_logged = Some(now);
-            tracing::warn!(%src, vrid = %self.cfg.vrid, %priority, total,
-                "VRRPv2 advertisements for our VRID: that router cannot hear this version-3 node, so both are \
-                 likely master; set vrrp.version: mixed while VRRPv2 routers remain");
-        }
     }
 
     /// A reload changed the version or the VRRPv2 password: applied in place, no handover.
@@ -366,12 +262,8 @@ impl Driver {
             auth_changed = auth != self.cfg.auth, "VRRP version / authentication changed in place");
         self.cfg.version = version;
         self.cfg.auth = auth;
-        if version != Version::V3 {
-            self.v2_peer = None;
-        }
-        if version != Version::Mixed {
-            self.v3_only_master = None;
-        }
+        self.peers
+            .version_changed(version == Version::V3, version == Version::Mixed);
         self.router
             .handle(Instant::now(), Input::SetVersion(version));
     }
@@ -535,8 +427,8 @@ impl Driver {
             transitions: self.stats.transitions.load(Ordering::Relaxed),
             master_advert_interval: self.router.master_advert_interval(),
             version: self.cfg.version,
-            v2_peer: self.v2_peer,
-            v3_only_master: self.v3_only_master,
+            v2_peer: self.peers.v2_peer,
+            v3_only_master: self.peers.v3_only_master,
         };
         self.status_tx.send_if_modified(|old| {
             if *old != st {

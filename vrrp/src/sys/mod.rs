@@ -6,6 +6,7 @@
 mod announce;
 mod driver;
 mod netlink;
+mod peers;
 mod socket;
 
 use std::net::IpAddr;
@@ -472,12 +473,7 @@ fn spawn_driver(
         wire_rx,
         net_rx,
         vip_held: false,
-        v2_peer: None,
-        v2_peer_logged: None,
-        v3_senders: Vec::new(),
-        v2_senders: Vec::new(),
-        v3_only_master: None,
-        v3_only_logged: None,
+        peers: Default::default(),
         drop_log: driver::DropLog::default(),
         mismatch_logged: None,
         cfg,
