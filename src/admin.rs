@@ -32,6 +32,10 @@ pub struct StatusDoc {
     pub vip: VipStatus,
     pub proxy: ProxyStatus,
     pub backends: Vec<BackendStatus>,
+    /// Things an operator should act on (e.g. a VRRPv2 router in our VRID that cannot hear us); empty when
+    /// all is well. Absent in documents from older versions.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,6 +52,13 @@ pub struct VrrpStatus {
     /// As written in the config: `1s`, `250ms` (see `config::fmt_duration`).
     pub advert_interval: String,
     pub transitions: u64,
+    /// The protocol spoken now: `3`, `2` or `mixed` (`vrrp.version`; `3` in documents from older versions).
+    #[serde(default = "default_version")]
+    pub version: String,
+}
+
+fn default_version() -> String {
+    "3".to_string()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -435,9 +446,15 @@ pub fn render_status(doc: &StatusDoc) -> String {
         Some(a) => format!(", master {a}"),
         None => String::new(),
     };
+    // The version only when it is not the default, so the usual line stays short.
+    let version = match v.version.as_str() {
+        "3" => String::new(),
+        "mixed" => ", VRRPv3 + VRRPv2 (mixed)".to_string(),
+        other => format!(", VRRPv{other}"),
+    };
     let _ = writeln!(
         out,
-        "vrrp      {}, vrid {}, {effective}, advert {}, {} transitions{master}",
+        "vrrp      {}, vrid {}, {effective}, advert {}, {} transitions{master}{version}",
         v.state.as_str().to_uppercase(),
         v.vrid,
         v.advert_interval,
@@ -458,6 +475,9 @@ pub fn render_status(doc: &StatusDoc) -> String {
         "proxy     {} ({} active, {} total connections)",
         doc.proxy.listen, doc.proxy.active_connections, doc.proxy.total_connections
     );
+    for w in &doc.warnings {
+        let _ = writeln!(out, "warning   {w}");
+    }
     if doc.backends.is_empty() {
         let _ = writeln!(out, "backends  none");
         return out;

@@ -504,6 +504,12 @@ pub fn summary(file: &str, c: &Config) -> String {
     } else {
         format!("unicast to {} peer(s)", c.vrrp.unicast_peers.len())
     };
+    // Said only when it is not the default, so the usual line stays as it was.
+    let mode = match c.vrrp.version {
+        vrrp::proto::Version::V3 => mode,
+        vrrp::proto::Version::V2 => format!("{mode}, VRRPv2"),
+        vrrp::proto::Version::Mixed => format!("{mode}, VRRPv3 + VRRPv2 (mixed)"),
+    };
     format!(
         "{file}: valid: VIP {} on {}, proxy {} -> {} backend(s), VRID {} priority {} every {}, {mode}",
         c.control_plane_vip,

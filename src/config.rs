@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
-use vrrp::proto::{Centis, Priority, Vrid};
+use vrrp::proto::{Centis, Priority, Version, Vrid};
 
 pub use duration::{fmt_duration, parse_duration};
 use fields::{boolean, duration, int, ip, list, one_of, socket_addr, text, Section};
@@ -43,7 +43,8 @@ pub struct VrrpConfig {
     pub vrid: Vrid,
     /// 1..=255 (never 0, which only a leaving master sends); 255 means this node owns the VIP.
     pub priority: Priority,
-    /// 10ms..=40.95s in the file, a whole number of centiseconds.
+    /// 10ms..=40.95s in the file, a whole number of centiseconds; with version 2 whole seconds 1s..=255s,
+    /// with mixed 1s..=40s.
     pub advert_interval: Centis,
     pub preempt: bool,
     /// At most 1000s.
@@ -56,6 +57,11 @@ pub struct VrrpConfig {
     pub checksum: Checksum,
     pub garp: GarpConfig,
     pub track: Track,
+    /// `3` (default), `2` or `mixed` (RFC 5798 8.4: both). 2 and mixed are IPv4 only.
+    pub version: Version,
+    /// VRRPv2 simple text password (Keepalived's `auth_type PASS`); only with version 2 or mixed. Only its first
+    /// 8 bytes go on the wire, as with Keepalived.
+    pub auth_pass: Option<String>,
 }
 
 /// How the VRRPv3 checksum of IPv4 packets is computed; the two camps do not interoperate.
@@ -319,6 +325,8 @@ impl Default for VrrpConfig {
                 refresh: Duration::ZERO,
             },
             track: Track::Lowest,
+            version: Version::V3,
+            auth_pass: None,
         }
     }
 }
@@ -547,10 +555,15 @@ fn parse_vrrp(
         s.field("priority", errs, int(1..=255))
             .map(|n| Priority(n as u8)),
     );
+    set(&mut c.version, s.field("version", errs, vrrp_version));
+    let version = c.version;
     set(
         &mut c.advert_interval,
-        s.field("advertInterval", errs, advert_interval),
+        s.field("advertInterval", errs, |p, v, errs| {
+            advert_interval(version, p, v, errs)
+        }),
     );
+    parse_auth(s, &mut c, errs);
     set(&mut c.preempt, s.field("preempt", errs, boolean));
     set(
         &mut c.preempt_delay,
@@ -621,8 +634,105 @@ fn parse_vrrp(
     }
 }
 
-/// 10ms..=40.95s in whole centiseconds: the packet carries a 12-bit centisecond count.
-fn advert_interval(path: &str, v: &Value, errs: &mut FieldErrors) -> Option<Centis> {
+/// `3`, `2` or `"mixed"` (the numbers also as strings).
+fn vrrp_version(path: &str, v: &Value, errs: &mut FieldErrors) -> Option<Version> {
+    match v {
+        Value::Number(n) if n.as_i64() == Some(3) => Some(Version::V3),
+        Value::Number(n) if n.as_i64() == Some(2) => Some(Version::V2),
+        Value::String(s) if s == "3" => Some(Version::V3),
+        Value::String(s) if s == "2" => Some(Version::V2),
+        Value::String(s) if s == "mixed" => Some(Version::Mixed),
+        other => {
+            errs.push(
+                path,
+                format!("{} is not one of 3 | 2 | mixed", fields::show(other)),
+            );
+            None
+        }
+    }
+}
+
+/// `authPass` and `authType` (Keepalived's `authentication { auth_type PASS  auth_pass ... }`). Whether the
+/// version allows them is a cross-field rule ([`cross_checks`]).
+fn parse_auth(s: &mut Section, c: &mut VrrpConfig, errs: &mut FieldErrors) {
+    let auth_type = s.field("authType", errs, |p, v, errs| match v {
+        Value::String(t) if t.eq_ignore_ascii_case("ah") => {
+            errs.push(
+                p,
+                "AH (IPsec Authentication Header, Keepalived's auth_type AH) is not supported: RFC 3768 \
+                 dropped it and VRRPv3 has no authentication; use authPass (auth_type PASS) or nothing",
+            );
+            None
+        }
+        Value::String(t) if t.eq_ignore_ascii_case("pass") => Some(()),
+        other => {
+            errs.push(
+                p,
+                format!(
+                    "{} is not pass (AH is not supported)",
+                    fields::show(other)
+                ),
+            );
+            None
+        }
+    });
+    let pass = s.field("authPass", errs, |p, v, errs| {
+        if v.is_number() {
+            errs.push(
+                p,
+                format!(
+                    "{} is a number: quote the password (\"1234\")",
+                    fields::show(v)
+                ),
+            );
+            return None;
+        }
+        let pass = fields::string(p, v, errs)?;
+        if pass.is_empty() {
+            errs.push(
+                p,
+                "must not be empty (leave authPass out for no authentication)",
+            );
+            return None;
+        }
+        Some(pass)
+    });
+    if auth_type.is_some() && pass.is_none() && !errs.iter().any(|e| e.path == s.path("authPass")) {
+        errs.push(s.path("authPass"), "is required with authType: pass");
+    }
+    c.auth_pass = pass;
+}
+
+/// Version 3: 10ms..=40.95s in whole centiseconds (the packet carries a 12-bit centisecond count). Version 2:
+/// whole seconds 1s..=255s (an 8-bit count of seconds). Mixed sends both, so whole seconds 1s..=40s.
+fn advert_interval(
+    version: Version,
+    path: &str,
+    v: &Value,
+    errs: &mut FieldErrors,
+) -> Option<Centis> {
+    let max_secs = match version {
+        Version::V3 => return advert_interval_v3(path, v, errs),
+        Version::V2 => 255,
+        Version::Mixed => 40,
+    };
+    let d = duration(secs(1)..=secs(max_secs))(path, v, errs)?;
+    let whole = d.subsec_nanos() == 0;
+    if !whole {
+        errs.push(
+            path,
+            format!(
+                "{} is not a whole number of seconds (version {} carries the interval in seconds)",
+                fields::show(v),
+                version.as_str()
+            ),
+        );
+        return None;
+    }
+    u8::try_from(d.as_secs()).ok().and_then(Centis::from_secs)
+}
+
+fn advert_interval_v3(path: &str, v: &Value, errs: &mut FieldErrors) -> Option<Centis> {
     let d = duration(ms(10)..=ms(40_950))(path, v, errs)?;
     let centis = Centis::from_duration(d);
     if centis.is_none() {
@@ -886,6 +996,21 @@ fn cross_checks(c: &Config, listed: &Listed, errs: &mut FieldErrors) {
             );
         }
     }
+    if vip.is_ipv6() && c.vrrp.version != Version::V3 {
+        errs.push(
+            "vrrp.version",
+            format!(
+                "{} speaks VRRPv2, which is IPv4 only, but controlPlaneVIP {vip} is IPv6 (use 3)",
+                c.vrrp.version.as_str()
+            ),
+        );
+    }
+    if c.vrrp.auth_pass.is_some() && c.vrrp.version == Version::V3 {
+        errs.push(
+            "vrrp.authPass",
+            "VRRPv3 has no authentication: authPass needs vrrp.version 2 or mixed",
+        );
+    }
     if vip.is_ipv6() && c.vrrp.checksum == Checksum::MessageOnly {
         errs.push(
             "vrrp.checksum",
@@ -964,3 +1089,5 @@ fn admin_rule(admin: SocketAddr, listen: SocketAddr, errs: &mut FieldErrors) {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod version_tests;

@@ -209,6 +209,12 @@ fn encode_vrrp_counters(
         "Advertisements that could not be sent",
         &[(vr(), c(&st.send_errors))],
     )?;
+    counter(
+        enc,
+        "vipd_vrrp_v2_peer_adverts",
+        "VRRPv2 advertisements for our VRID heard while running version 3: a router that cannot hear us",
+        &[(vr(), c(&st.v2_peer_adverts))],
+    )?;
 
     Ok(())
 }

@@ -130,6 +130,33 @@ pub fn instance_config(cfg: &Config) -> InstanceConfig {
         garp_repeat: cfg.vrrp.garp.repeat,
         garp_delay: cfg.vrrp.garp.delay,
         garp_refresh: cfg.vrrp.garp.refresh,
+        version: cfg.vrrp.version,
+        auth: cfg
+            .vrrp
+            .auth_pass
+            .as_deref()
+            .and_then(vrrp::proto::Auth::pass)
+            .unwrap_or_default(),
+    }
+}
+
+/// Whether two instance configs differ in nothing but the protocol version and the VRRPv2 password, which a
+/// running instance changes in place (no handover: a cluster moving mixed -> 3 node by node keeps its VIP).
+fn only_wire_differs(a: &InstanceConfig, b: &InstanceConfig) -> bool {
+    let strip = |c: &InstanceConfig| InstanceConfig {
+        version: vrrp::proto::Version::V3,
+        auth: vrrp::proto::Auth::None,
+        ..c.clone()
+    };
+    strip(a) == strip(b)
+}
+
+/// Keepalived keeps only the first 8 bytes of `auth_pass`, and so does vipd: say so, as Keepalived does.
+fn warn_long_auth_pass(cfg: &Config) {
+    if cfg.vrrp.auth_pass.as_ref().is_some_and(|p| p.len() > 8) {
+        warn!(
+            "vrrp.authPass is longer than 8 bytes: only the first 8 are used (as Keepalived does)"
+        );
     }
 }
 
@@ -327,6 +354,7 @@ impl Daemon {
         wait_for_first_round(&mut health_rx, first_round_budget(&cfg)).await;
         let any_healthy = health_rx.borrow().iter().any(|b| b.healthy);
         let decision = track_decision(&cfg, any_healthy);
+        warn_long_auth_pass(&cfg);
         let instance = Instance::start(instance_config(&cfg))
             .await
             .context("VRRP")?;
@@ -460,6 +488,9 @@ fn initial_live(
         vip_held: false,
         transitions: 0,
         master_advert_interval: cfg.vrrp.advert_interval,
+        version: cfg.vrrp.version,
+        v2_peer: None,
+        v3_only_master: None,
     });
     let live = Arc::new(RwLock::new(Live {
         config: cfg.clone(),
@@ -620,6 +651,7 @@ pub fn status_doc(live: &Live) -> StatusDoc {
             master_address: v.master_address,
             advert_interval: fmt_duration(v.master_advert_interval.as_duration()),
             transitions: v.transitions,
+            version: v.version.as_str().to_string(),
         },
         vip: VipStatus {
             address: c.control_plane_vip,
@@ -643,7 +675,40 @@ pub fn status_doc(live: &Live) -> StatusDoc {
                     .unwrap_or(0),
             })
             .collect(),
+        warnings: vrrp_warnings(&v),
     }
+}
+
+/// A VRRPv2 router heard this recently still counts for the `/status` warning.
+const V2_PEER_WARN_FOR: Duration = Duration::from_secs(60);
+
+/// The `/status` warnings about VRRP: the virtual router split by version. As version 3, a VRRPv2 router in
+/// our VRID (it cannot hear us); as mixed, a master that sends VRRPv3 only (VRRPv2 routers cannot hear it).
+fn vrrp_warnings(v: &vrrp::sys::VrrpStatus) -> Vec<String> {
+    use vrrp::proto::Version;
+    let recent = |p: Option<vrrp::sys::PeerHeard>, when: Version| {
+        p.filter(|p| v.version == when && p.last_heard.elapsed() <= V2_PEER_WARN_FOR)
+    };
+    let mut out = Vec::new();
+    if let Some(p) = recent(v.v2_peer, Version::V3) {
+        out.push(format!(
+            "VRRPv2 router {} (priority {}) advertises our VRID, last {}s ago: it cannot hear this version-3 \
+             node, so both may hold the VIP; set vrrp.version: mixed while it runs",
+            p.src,
+            p.priority,
+            p.last_heard.elapsed().as_secs()
+        ));
+    }
+    if let Some(p) = recent(v.v3_only_master, Version::Mixed) {
+        out.push(format!(
+            "master {} (priority {}) sends VRRPv3 only, last {}s ago: VRRPv2 routers (Keepalived without \
+             vrrp_version 3) cannot hear it and may hold the VIP too; keep it on vrrp.version: mixed while any remain",
+            p.src,
+            p.priority,
+            p.last_heard.elapsed().as_secs()
+        ));
+    }
+    out
 }
 
 fn node_name() -> String {
@@ -754,7 +819,19 @@ async fn reload(
         proxy.update(proxy_config(current).settings());
         return Err(anyhow::Error::new(e).context("health checks"));
     }
-    if instance_config(&new) != instance_config(current) {
+    let (old_vrrp, new_vrrp) = (instance_config(current), instance_config(&new));
+    if new_vrrp != old_vrrp {
+        warn_long_auth_pass(&new);
+    }
+    if new_vrrp != old_vrrp && only_wire_differs(&old_vrrp, &new_vrrp) {
+        info!(
+            version = new.vrrp.version.as_str(),
+            "reload: VRRP version / authentication changed, applied in place"
+        );
+        if let Some(i) = instance.as_ref() {
+            i.set_wire(new_vrrp.version, new_vrrp.auth);
+        }
+    } else if new_vrrp != old_vrrp {
         // One instance at a time: the new one would otherwise remove the old one's VIP as stale.
         info!("reload: VRRP settings changed, restarting the instance (priority 0 handover if master)");
         if let Some(old) = instance.take() {

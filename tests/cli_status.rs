@@ -18,6 +18,7 @@ fn doc() -> StatusDoc {
             master_address: Some("192.0.2.11".parse().unwrap()),
             advert_interval: "1s".to_string(),
             transitions: 1,
+            version: "3".to_string(),
         },
         vip: VipStatus {
             address: "192.0.2.100".parse().unwrap(),
@@ -29,6 +30,7 @@ fn doc() -> StatusDoc {
             total_connections: 0,
         },
         backends: vec![],
+        warnings: vec![],
     }
 }
 

@@ -85,10 +85,11 @@ fn crafted_multicast_packets_change_nothing_and_are_counted() {
     let good = advert(60, src, GROUP);
     let mut bad_sum = good.clone();
     bad_sum[6] ^= 0xff;
-    // VRRPv2 with its own (message-only) checksum: rejected for the version, not the checksum.
-    let mut v2 = good.clone();
-    v2[0] = 0x21;
-    v2[6..8].fill(0);
+    // A well-formed VRRPv2 advertisement (auth type 0, 1 s, its message-only checksum, 8 bytes of auth data):
+    // these version-3 nodes reject it for the version, not the checksum, and count the VRRPv2 sender.
+    let mut v2 = vec![0x21, 60, 100, 1, 0, 1, 0, 0];
+    v2.extend_from_slice(&[192, 0, 2, 100]);
+    v2.extend_from_slice(&[0; 8]);
     let sum = inet_checksum(&v2);
     v2[6..8].copy_from_slice(&sum.to_be_bytes());
     let packets = vec![
@@ -111,6 +112,7 @@ fn crafted_multicast_packets_change_nothing_and_are_counted() {
         // Every crafted packet counted (so all were handled) before the state is judged.
         let after = wait_stats(p, SETTLE, "each drop reason +3", |now| {
             reasons.iter().all(|k| now[*k] >= before[*k] + 3)
+                && now["v2_peer_adverts"] >= before["v2_peer_adverts"] + 3
         });
         assert_eq!(after["transitions"], before["transitions"], "state changed");
         assert_eq!(state(p).as_deref(), Some(want));

@@ -33,6 +33,9 @@ fn interop(tag: &str, vrid: u8, vip: IpAddr, unicast: bool) {
             vip,
             peers: vec![],
             source: None,
+            vrrp_version: Some(3),
+            auth_pass: None,
+            master: false,
         };
         if unicast {
             s.peers = vec![n1.ip(v6)];

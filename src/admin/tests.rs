@@ -16,6 +16,7 @@ pub(crate) fn sample_doc() -> StatusDoc {
             master_address: Some("192.0.2.11".parse().unwrap()),
             advert_interval: "1s".to_string(),
             transitions: 3,
+            version: "3".to_string(),
         },
         vip: VipStatus {
             address: "192.0.2.100".parse().unwrap(),
@@ -41,6 +42,11 @@ pub(crate) fn sample_doc() -> StatusDoc {
                 reason: "connect: connection refused".to_string(),
                 active_connections: 0,
             },
+        ],
+        warnings: vec![
+            "VRRPv2 router 192.0.2.12 (priority 101) advertises VRID 51, last 1s ago: it cannot hear this \
+             version-3 node, so both may hold the VIP; set vrrp.version: mixed while it runs"
+                .to_string(),
         ],
     }
 }
@@ -189,7 +195,8 @@ fn status_json_has_the_documented_shape() {
         serde_json::json!({
             "node": "lb-1",
             "vrrp": {"state": "master", "vrid": 51, "priority": 100, "effectivePriority": 50,
-                     "masterAddress": "192.0.2.11", "advertInterval": "1s", "transitions": 3},
+                     "masterAddress": "192.0.2.11", "advertInterval": "1s", "transitions": 3,
+                     "version": "3"},
             "vip": {"address": "192.0.2.100", "held": true},
             "proxy": {"listen": "192.0.2.100:443", "activeConnections": 12, "totalConnections": 3456},
             "backends": [
@@ -197,7 +204,8 @@ fn status_json_has_the_documented_shape() {
                  "reason": "GET /readyz: 200", "activeConnections": 12},
                 {"address": "[2001:db8::21]:6443", "healthy": false, "since": "2026-11-25T09:10:05Z",
                  "reason": "connect: connection refused", "activeConnections": 0}
-            ]
+            ],
+            "warnings": [sample_doc().warnings[0]]
         })
     );
     for (state, word) in [
@@ -340,6 +348,8 @@ fn status_table_golden() {
     doc.vrrp.master_address = None;
     doc.vip.held = false;
     doc.backends.clear();
+    doc.warnings.clear();
+    doc.vrrp.version = "mixed".to_string();
     got.push_str("---\n");
     got.push_str(&render_status(&doc));
     let file =

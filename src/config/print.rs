@@ -76,6 +76,10 @@ fn vrrp(y: &mut String, c: &Config) {
         Track::Weight(w) => w.to_string(),
     };
     let _ = writeln!(y, "  trackWeight: {track}");
+    let _ = writeln!(y, "  version: {}", q(v.version.as_str()));
+    if let Some(p) = &v.auth_pass {
+        let _ = writeln!(y, "  authPass: {}", q(p));
+    }
 }
 
 fn health(y: &mut String, c: &Config) {
@@ -194,6 +198,15 @@ metrics:
         round_trip(
             "interface: eth0\ncontrolPlaneVIP: 192.0.2.100\nbackends: [192.0.2.20:6443]\n\
              vrrp: {vrid: 1, priority: 1, trackWeight: fault, checksum: messageOnly}\n",
+        );
+        // VRRPv2 (an interval beyond VRRPv3's range, a password that needs quoting) and mixed.
+        round_trip(
+            "interface: eth0\ncontrolPlaneVIP: 192.0.2.100\nbackends: [192.0.2.20:6443]\n\
+             vrrp: {vrid: 9, version: 2, advertInterval: 255s, authPass: \"0123 \\\"x\\\"\"}\n",
+        );
+        round_trip(
+            "interface: eth0\ncontrolPlaneVIP: 192.0.2.100\nbackends: [192.0.2.20:6443]\n\
+             vrrp: {vrid: 9, version: mixed, advertInterval: 3s}\n",
         );
     }
 }

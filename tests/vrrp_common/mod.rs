@@ -31,6 +31,10 @@ pub struct NodeSpec {
     /// `trackWeight: 0` and the priority stays as configured. `Some(addr)`: the backend, with `trackWeight:
     /// fault`.
     pub fault_backend: Option<SocketAddr>,
+    /// `vrrp.version`: "3", "2" or "mixed".
+    pub version: &'static str,
+    /// `vrrp.authPass`.
+    pub auth_pass: Option<&'static str>,
 }
 
 impl NodeSpec {
@@ -46,6 +50,8 @@ impl NodeSpec {
             preempt: true,
             garp_repeat: 3,
             fault_backend: None,
+            version: "3",
+            auth_pass: None,
         }
     }
 }
@@ -76,6 +82,12 @@ pub fn vipd_spec(spec: &NodeSpec) -> VipdSpec {
     );
     if let Some(s) = spec.source {
         v = v.with_extra("vrrp", &format!("unicastSource: \"{s}\""));
+    }
+    if spec.version != "3" {
+        v = v.with_extra("vrrp", &format!("version: {}", spec.version));
+    }
+    if let Some(p) = spec.auth_pass {
+        v = v.with_extra("vrrp", &format!("authPass: \"{p}\""));
     }
     match spec.checksum {
         "pseudo" => {}
@@ -292,6 +304,29 @@ pub struct KaSpec {
     pub vip: IpAddr,
     pub peers: Vec<IpAddr>,
     pub source: Option<IpAddr>,
+    /// `Some(3)` writes `vrrp_version 3`; `None` leaves Keepalived's default (VRRPv2 for IPv4).
+    pub vrrp_version: Option<u8>,
+    /// `authentication { auth_type PASS  auth_pass ... }`.
+    pub auth_pass: Option<&'static str>,
+    /// `state MASTER` instead of `state BACKUP`.
+    pub master: bool,
+}
+
+impl KaSpec {
+    /// Keepalived as most clusters run it: no `vrrp_version` line (VRRPv2), `advert_int 1`.
+    pub fn v2(vrid: u8, priority: u8, vip: IpAddr) -> KaSpec {
+        KaSpec {
+            vrid,
+            priority,
+            advert_int: "1",
+            vip,
+            peers: vec![],
+            source: None,
+            vrrp_version: None,
+            auth_pass: None,
+            master: false,
+        }
+    }
 }
 
 pub fn keepalived(node: &Node, spec: &KaSpec) -> Keepalived {
@@ -308,9 +343,19 @@ pub fn keepalived(node: &Node, spec: &KaSpec) -> Keepalived {
     if let Some(s) = spec.source {
         unicast.push_str(&format!("    unicast_src_ip {s}\n"));
     }
+    if let Some(p) = spec.auth_pass {
+        unicast.push_str(&format!(
+            "    authentication {{\n        auth_type PASS\n        auth_pass {p}\n    }}\n"
+        ));
+    }
+    let version = match spec.vrrp_version {
+        Some(v) => format!("    vrrp_version {v}\n"),
+        None => String::new(),
+    };
+    let state = if spec.master { "MASTER" } else { "BACKUP" };
     let conf = format!(
-        "global_defs {{\n    router_id ka_{name}\n    vrrp_version 3\n    enable_script_security\n}}\n\
-         vrrp_instance VI_{vrid} {{\n    state BACKUP\n    interface {ifname}\n    virtual_router_id {vrid}\n    \
+        "global_defs {{\n    router_id ka_{name}\n{version}    enable_script_security\n}}\n\
+         vrrp_instance VI_{vrid} {{\n    state {state}\n    interface {ifname}\n    virtual_router_id {vrid}\n    \
          priority {prio}\n    advert_int {adv}\n{unicast}    virtual_ipaddress {{\n        {vip}/{prefix} dev {ifname}\n    }}\n}}\n",
         name = node.name,
         vrid = spec.vrid,
@@ -335,6 +380,20 @@ pub fn keepalived(node: &Node, spec: &KaSpec) -> Keepalived {
 }
 
 impl Keepalived {
+    /// Kill -9, as a crash: no priority 0, the VIP stays on the interface. The parent is stopped first so it
+    /// cannot respawn its VRRP child (nor pass it a SIGTERM on its way out), then both are killed by PID.
+    pub fn kill9(&mut self) {
+        let child = std::fs::read_to_string(self._dir.join("vrrp.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok());
+        let parent = nix::unistd::Pid::from_raw(self.proc.pid());
+        let _ = nix::sys::signal::kill(parent, Signal::SIGSTOP);
+        if let Some(pid) = child {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        self.proc.kill9();
+    }
+
     /// Graceful stop: keepalived sends priority 0 and removes its VIP. Its VRRP child is not our child, so
     /// the parent (ours, reaped) is asked with SIGTERM; the child is killed by PID only if it outlives it.
     pub fn stop(&mut self) {

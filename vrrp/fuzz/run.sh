@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fuzz the VRRPv3 decoder for a bounded time: `vrrp/fuzz/run.sh SECONDS` (default 30).
+# Fuzz the VRRPv3 and VRRPv2 decoders for a bounded time: `vrrp/fuzz/run.sh SECONDS` (default 30).
 # Uses nightly with the address sanitizer when `cargo +nightly` works, else stable with `-s none`.
 # Exits non-zero when the fuzzer finds a crash (the reproducer is left in vrrp/fuzz/artifacts/).
 set -euo pipefail

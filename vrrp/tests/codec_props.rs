@@ -106,3 +106,41 @@ proptest! {
         let _ = Advertisement::decode(&bytes, src, dst);
     }
 }
+
+mod v2 {
+    use std::net::Ipv4Addr;
+
+    use proptest::prelude::*;
+    use vrrp::proto::v2::AdvertisementV2;
+    use vrrp::proto::{Priority, Vrid};
+
+    proptest! {
+        #[test]
+        fn v2_encode_then_decode_is_identity(
+            addrs in prop::collection::vec(any::<u32>(), 1..=255),
+            vrid in 1u8..=255,
+            prio in any::<u8>(),
+            interval in 1u8..=255,
+            auth_type in 0u8..=1,
+            auth_data in any::<[u8; 8]>(),
+            padding in 0usize..40,
+        ) {
+            let adv = AdvertisementV2 {
+                vrid: Vrid::new(vrid).unwrap(),
+                priority: Priority(prio),
+                adver_int: interval,
+                addresses: addrs.into_iter().map(Ipv4Addr::from).collect(),
+                auth_type,
+                auth_data,
+            };
+            let mut bytes = adv.encode();
+            bytes.extend(std::iter::repeat_n(0u8, padding));
+            prop_assert_eq!(AdvertisementV2::decode(&bytes), Ok(adv));
+        }
+
+        #[test]
+        fn v2_decode_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..1200)) {
+            let _ = AdvertisementV2::decode(&bytes);
+        }
+    }
+}

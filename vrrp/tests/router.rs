@@ -21,6 +21,7 @@ fn cfg(prio: u8) -> RouterConfig {
         garp_repeat: 5,
         garp_delay: Duration::from_secs(5),
         garp_refresh: Duration::ZERO,
+        version: vrrp::proto::Version::V3,
     }
 }
 
@@ -433,4 +434,105 @@ fn mismatches_are_reported_not_dropped() {
     r.handle(t0, Input::Advert { src, advert });
     assert_eq!(r.master_advert_interval(), Centis::new(50).unwrap());
     assert_eq!(r.master_address(), Some(src));
+}
+
+fn advert_v2(prio: u8, from: u8) -> Input {
+    let Input::Advert { advert, .. } = advert(prio) else {
+        unreachable!()
+    };
+    Input::AdvertV2 {
+        src: IpAddr::from([192, 0, 2, from]),
+        advert,
+    }
+}
+
+fn advert_from(prio: u8, from: u8) -> Input {
+    let Input::Advert { advert, .. } = advert(prio) else {
+        unreachable!()
+    };
+    Input::Advert {
+        src: IpAddr::from([192, 0, 2, from]),
+        advert,
+    }
+}
+
+fn with_version(prio: u8, version: vrrp::proto::Version) -> Router {
+    Router::new(RouterConfig {
+        version,
+        ..cfg(prio)
+    })
+}
+
+/// RFC 5798 8.4.2: a mixed backup counts a master's VRRPv2 copy only when it does not hear it in VRRPv3.
+#[test]
+fn mixed_backup_ignores_the_v2_copy_of_a_v3_master() {
+    use vrrp::proto::Version;
+    let t0 = Instant::now();
+    let mut r = with_version(100, Version::Mixed);
+    r.handle(t0, Input::Startup);
+    r.handle(t0, advert_from(200, 2));
+    let down = r.poll_timeout().unwrap();
+    assert_eq!(
+        down,
+        t0 + master_down_interval(Priority(100), Centis::new(100).unwrap())
+    );
+    // Half a second later its VRRPv2 copy (late, say): ignored, so the timer is not pushed on.
+    r.handle(t0 + Duration::from_millis(500), advert_v2(200, 2));
+    assert_eq!(r.poll_timeout(), Some(down));
+    // A VRRPv2-only master (no VRRPv3 from it) is heard.
+    let mut r = with_version(100, Version::Mixed);
+    r.handle(t0, Input::Startup);
+    r.handle(t0 + Duration::from_millis(500), advert_v2(200, 3));
+    assert_eq!(
+        r.poll_timeout(),
+        Some(t0 + Duration::from_millis(500) + r.master_down_interval())
+    );
+    assert_eq!(r.master_address(), Some(IpAddr::from([192, 0, 2, 3])));
+    drain(&mut r);
+    // A mixed master steps down for a higher VRRPv2-only router too.
+    let mut m = master(100, t0);
+    m.handle(t0, Input::SetVersion(Version::Mixed));
+    m.handle(t0 + Duration::from_secs(1), advert_v2(200, 3));
+    assert_eq!(m.state(), State::Backup);
+}
+
+#[test]
+fn each_version_hears_only_its_own_and_v2_timers_ignore_the_interval() {
+    use vrrp::proto::Version;
+    let t0 = Instant::now();
+    let mut v3 = with_version(100, Version::V3);
+    v3.handle(t0, Input::Startup);
+    let down = v3.poll_timeout();
+    v3.handle(t0 + Duration::from_millis(100), advert_v2(200, 2));
+    assert_eq!(v3.poll_timeout(), down, "a v3 router heard VRRPv2");
+    assert_eq!(v3.master_address(), None);
+    let mut v2 = with_version(100, Version::V2);
+    v2.handle(t0, Input::Startup);
+    let down = v2.poll_timeout();
+    v2.handle(t0 + Duration::from_millis(100), advert_from(200, 2));
+    assert_eq!(v2.poll_timeout(), down, "a v2 router heard VRRPv3");
+    // RFC 3768: Skew_Time = (256 - 100) / 256 s even with a 3 s interval.
+    let v2 = Router::new(RouterConfig {
+        version: Version::V2,
+        advert_interval: Centis::new(300).unwrap(),
+        ..cfg(100)
+    });
+    assert_eq!(v2.skew_time(), Duration::from_micros(609_375));
+    assert_eq!(v2.master_down_interval(), Duration::from_micros(9_609_375));
+}
+
+/// A reload that changes only the version keeps the master a master: no state change, no VIP action.
+#[test]
+fn set_version_changes_nothing_else() {
+    use vrrp::proto::Version;
+    let t0 = Instant::now();
+    let mut m = master(100, t0);
+    let next = m.poll_timeout();
+    for v in [Version::Mixed, Version::V3, Version::V2] {
+        m.handle(t0 + Duration::from_millis(10), Input::SetVersion(v));
+        assert_eq!(m.version(), v);
+        assert_eq!(drain(&mut m), vec![]);
+        assert_eq!(m.state(), State::Master);
+        assert_eq!(m.poll_timeout(), next);
+    }
 }

@@ -1,12 +1,13 @@
-//! Fuzz the VRRPv3 receive path: no input may panic the IPv4 header parser or the advertisement decoder, and
-//! whatever decodes must survive a re-encode round trip.
+//! Fuzz the VRRP receive path: no input may panic the IPv4 header parser or the VRRPv3 / VRRPv2 advertisement
+//! decoders, and whatever decodes must survive a re-encode round trip.
 #![no_main]
 
 use std::net::IpAddr;
 
 use libfuzzer_sys::fuzz_target;
 use vrrp::proto::packet::Ipv4Header;
-use vrrp::proto::{Advertisement, ChecksumMode};
+use vrrp::proto::v2::AdvertisementV2;
+use vrrp::proto::{Advertisement, Auth, ChecksumMode};
 
 fuzz_target!(|data: &[u8]| {
     // The first byte picks the addresses and the checksum form; the rest is the VRRP message, or with bit 3 set
@@ -32,5 +33,10 @@ fuzz_target!(|data: &[u8]| {
         let mode = if sel & 4 != 0 { ChecksumMode::MessageOnly } else { mode };
         let again = adv.encode(src, dst, mode);
         assert_eq!(Advertisement::decode(&again, src, dst).as_ref(), Ok(&adv));
+    }
+    if let Ok(adv) = AdvertisementV2::decode(msg) {
+        assert_eq!(AdvertisementV2::decode(&adv.encode()).as_ref(), Ok(&adv));
+        let _ = adv.check_auth(&Auth::None);
+        let _ = adv.to_advert();
     }
 });

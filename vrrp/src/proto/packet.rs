@@ -66,7 +66,7 @@ use super::types::{Centis, Priority, Vrid};
 
 /// IP protocol number of VRRP.
 pub const IPPROTO_VRRP: u8 = 112;
-/// The VRRP version this codec speaks.
+/// The VRRP version this codec speaks (VRRPv2 is in [`super::v2`]).
 pub const VERSION: u8 = 3;
 /// The only VRRPv3 message type.
 pub const TYPE_ADVERTISEMENT: u8 = 1;
@@ -132,6 +132,12 @@ pub enum DecodeError {
     /// The IPv4 header around the message is malformed (see [`Ipv4Header::parse`]).
     #[error("malformed IPv4 header")]
     IpHeader,
+    /// VRRPv2: the authentication type or password is not ours (RFC 3768 7.1).
+    #[error("authentication type or password does not match")]
+    Auth,
+    /// VRRPv2: Adver Int differs from ours (RFC 3768 7.1: a v2 router does not learn the master's interval).
+    #[error("advertisement interval {0}s is not ours")]
+    Interval(u8),
 }
 
 impl DecodeError {
@@ -150,11 +156,13 @@ impl DecodeError {
             DecodeError::UnknownVrid(_) => "unknown_vrid",
             DecodeError::UnknownPeer(_) => "unknown_peer",
             DecodeError::IpHeader => "ip_header",
+            DecodeError::Auth => "auth",
+            DecodeError::Interval(_) => "interval",
         }
     }
 
     /// Every reason label, so a metrics layer can pre-register all counters at zero.
-    pub const REASONS: [&'static str; 12] = [
+    pub const REASONS: [&'static str; 14] = [
         "truncated",
         "version",
         "type",
@@ -167,6 +175,8 @@ impl DecodeError {
         "unknown_vrid",
         "unknown_peer",
         "ip_header",
+        "auth",
+        "interval",
     ];
 }
 
@@ -326,7 +336,7 @@ impl Advertisement {
 
 /// The Internet checksum (RFC 1071) of `msg`, preceded by the pseudo-header for `(src, dst)` when given.
 /// Over a message that already carries its checksum, a result of 0 means it verifies.
-fn checksum(msg: &[u8], pseudo: Option<(IpAddr, IpAddr)>) -> u16 {
+pub(crate) fn checksum(msg: &[u8], pseudo: Option<(IpAddr, IpAddr)>) -> u16 {
     let mut sum = Sum::default();
     match pseudo {
         Some((IpAddr::V4(s), IpAddr::V4(d))) => {
@@ -534,6 +544,8 @@ mod tests {
             DecodeError::UnknownVrid(9),
             DecodeError::UnknownPeer(v4("192.0.2.9")),
             DecodeError::IpHeader,
+            DecodeError::Auth,
+            DecodeError::Interval(2),
         ];
         let labels: Vec<_> = all.iter().map(DecodeError::reason).collect();
         assert_eq!(labels, DecodeError::REASONS);

@@ -14,12 +14,19 @@
 //!   accepting its advertisements for `preempt_delay` after first hearing it, then takes over.
 //! - Fault: link down or a `fault` tracking policy; a master leaving for a fault sends priority 0 so a backup
 //!   takes over after Skew_Time instead of Master_Down_Interval.
+//!
+//! Versions ([`Version`]): with `V3` a VRRPv2 advertisement is ignored (the driver warns: a router that cannot
+//! hear us). With `V2` (RFC 3768) a VRRPv3 one is ignored, `Skew_Time = (256 - Priority) / 256` s whatever the
+//! interval, and the master's interval is never learned (the driver drops a v2 advertisement whose interval is
+//! not ours, RFC 3768 7.1). With `Mixed` (RFC 5798 8.4.2) both are accepted, v3 timers apply with the interval
+//! learned from either (a v2 master's seconds read as centiseconds), and a backup ignores the v2
+//! advertisements of a master it also hears in v3, so the two copies of one advertisement count once.
 use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use super::packet::Advertisement;
-use super::types::{Centis, Priority, Vrid};
+use super::types::{Centis, Priority, Version, Vrid};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RouterConfig {
@@ -37,6 +44,8 @@ pub struct RouterConfig {
     pub garp_repeat: u32,
     pub garp_delay: Duration,
     pub garp_refresh: Duration,
+    /// Which advertisements are sent (the driver encodes them) and accepted, and which timers apply.
+    pub version: Version,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +66,13 @@ pub enum Input {
         src: IpAddr,
         advert: Advertisement,
     },
+    /// The same for a VRRPv2 advertisement (authentication already checked), its interval in centiseconds.
+    AdvertV2 {
+        src: IpAddr,
+        advert: Advertisement,
+    },
+    /// Change the protocol version in place (a reload): state, timers and VIPs stay as they are.
+    SetVersion(Version),
     /// The deadline from `poll_timeout()` has passed.
     Timeout,
     /// Tracking changed the effective priority (clamped by the router to 1..=254 unless owner).
@@ -130,6 +146,18 @@ pub fn master_down_interval(priority: Priority, master_adver_interval: Centis) -
     master_adver_interval.as_duration() * 3 + skew_time(priority, master_adver_interval)
 }
 
+/// RFC 3768 `Skew_Time = (256 - Priority) / 256` seconds: VRRPv2's skew does not scale with the interval.
+pub fn skew_time_v2(priority: Priority) -> Duration {
+    Duration::from_nanos((256 - u64::from(priority.get())) * 1_000_000_000 / 256)
+}
+
+/// Which version an advertisement arrived in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wire {
+    V3,
+    V2,
+}
+
 /// At most one dual-master re-announcement episode per this long.
 const REASSERT_MIN_GAP: Duration = Duration::from_secs(1);
 
@@ -156,6 +184,8 @@ pub struct Router {
     reannounce_at: Option<Instant>,
     /// When this master last re-announced because of a lower-priority master, to rate-limit that.
     reasserted_at: Option<Instant>,
+    /// Mixed mode: the last VRRPv3 sender and when, so its VRRPv2 copies are not counted twice.
+    v3_heard: Option<(IpAddr, Instant)>,
     actions: VecDeque<Action>,
 }
 
@@ -177,6 +207,7 @@ impl Router {
             garp_refresh_at: None,
             reannounce_at: None,
             reasserted_at: None,
+            v3_heard: None,
             actions: VecDeque::new(),
         }
     }
@@ -185,7 +216,9 @@ impl Router {
         match input {
             Input::Startup => self.on_startup(now),
             Input::Shutdown => self.on_shutdown(),
-            Input::Advert { src, advert } => self.on_advert(now, src, &advert),
+            Input::Advert { src, advert } => self.on_advert(now, src, &advert, Wire::V3),
+            Input::AdvertV2 { src, advert } => self.on_advert(now, src, &advert, Wire::V2),
+            Input::SetVersion(v) => self.cfg.version = v,
             Input::Timeout => self.on_timeout(now),
             Input::PriorityChanged(p) => self.on_priority(now, p),
             Input::TrackFault(fault) => {
@@ -248,14 +281,22 @@ impl Router {
         self.master_adver_interval
     }
 
-    /// Skew_Time for our effective priority and the learned interval.
+    /// Skew_Time for our effective priority and the learned interval (VRRPv2: the priority alone).
     pub fn skew_time(&self) -> Duration {
-        skew_time(self.priority, self.master_adver_interval)
+        match self.cfg.version {
+            Version::V2 => skew_time_v2(self.priority),
+            Version::V3 | Version::Mixed => skew_time(self.priority, self.master_adver_interval),
+        }
     }
 
-    /// Master_Down_Interval for our effective priority and the learned interval.
+    /// Master_Down_Interval (`3 * Master_Adver_Interval + Skew_Time`) for our effective priority.
     pub fn master_down_interval(&self) -> Duration {
-        master_down_interval(self.priority, self.master_adver_interval)
+        self.master_adver_interval.as_duration() * 3 + self.skew_time()
+    }
+
+    /// The protocol version in use (it changes in place with [`Input::SetVersion`]).
+    pub fn version(&self) -> Version {
+        self.cfg.version
     }
 
     /// The advertisement to put on the wire for a [`Action::SendAdvert`].
@@ -428,15 +469,46 @@ impl Router {
         }
     }
 
-    fn on_advert(&mut self, now: Instant, src: IpAddr, adv: &Advertisement) {
+    fn on_advert(&mut self, now: Instant, src: IpAddr, adv: &Advertisement, wire: Wire) {
         if adv.vrid != self.cfg.vrid || src == self.cfg.primary_address {
             // Not ours, or our own looped back: the socket layer should have filtered both.
+            return;
+        }
+        if !self.hears(now, src, wire) {
             return;
         }
         match self.state {
             State::Backup => self.backup_advert(now, src, adv),
             State::Master => self.master_advert(now, src, adv),
             State::Initialize | State::Fault => {}
+        }
+    }
+
+    /// Whether an advertisement in `wire` counts. RFC 5798 8.4.2: a mixed-mode backup ignores the VRRPv2
+    /// advertisements of the master it also hears in VRRPv3 (within one Master_Down_Interval).
+    fn hears(&mut self, now: Instant, src: IpAddr, wire: Wire) -> bool {
+        match (self.cfg.version, wire) {
+            (Version::V3, Wire::V3) | (Version::V2, Wire::V2) => true,
+            (Version::V3, Wire::V2) | (Version::V2, Wire::V3) => false,
+            (Version::Mixed, Wire::V3) => {
+                self.v3_heard = Some((src, now));
+                true
+            }
+            (Version::Mixed, Wire::V2) => {
+                let window = self.master_down_interval();
+                let also_v3 = self
+                    .v3_heard
+                    .is_some_and(|(a, t)| a == src && now.saturating_duration_since(t) < window);
+                !(also_v3 && self.state == State::Backup && self.master_address == Some(src))
+            }
+        }
+    }
+
+    /// The master's interval from its advertisement; VRRPv2 keeps its own (RFC 3768 has no learning, and the
+    /// driver drops a v2 advertisement with another interval).
+    fn learn_interval(&mut self, adv: &Advertisement) {
+        if self.cfg.version != Version::V2 {
+            self.master_adver_interval = adv.max_advert_int;
         }
     }
 
@@ -463,7 +535,7 @@ impl Router {
             self.preempt_at = None;
         }
         self.master_address = Some(src);
-        self.master_adver_interval = adv.max_advert_int;
+        self.learn_interval(adv);
         self.down_reason = TransitionReason::MasterDown;
         self.master_down_at = Some(now + self.master_down_interval());
     }
@@ -490,7 +562,7 @@ impl Router {
         self.actions.push_back(Action::RemoveVips);
         self.transition(State::Backup, TransitionReason::HigherPriority);
         self.master_address = Some(src);
-        self.master_adver_interval = adv.max_advert_int;
+        self.learn_interval(adv);
         self.down_reason = TransitionReason::MasterDown;
         self.master_down_at = Some(now + self.master_down_interval());
     }

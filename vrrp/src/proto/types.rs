@@ -49,6 +49,18 @@ impl Centis {
     pub fn new(cs: u16) -> Option<Self> {
         (1..=Self::MAX).contains(&cs).then_some(Centis(cs))
     }
+    /// A VRRPv2 interval of whole seconds (1..=255). Up to 25500 cs: beyond VRRPv3's 12-bit field, which is
+    /// why configuration allows more than 40 s only with version 2, which never sends VRRPv3.
+    pub fn from_secs(s: u8) -> Option<Self> {
+        (s != 0).then(|| Centis(u16::from(s) * 100))
+    }
+    /// Whole seconds, when the interval is a whole number of them (VRRPv2's Adver Int).
+    pub fn whole_secs(self) -> Option<u8> {
+        self.0
+            .is_multiple_of(100)
+            .then(|| u8::try_from(self.0 / 100).ok())
+            .flatten()
+    }
     pub fn get(self) -> u16 {
         self.0
     }
@@ -68,5 +80,34 @@ impl Centis {
 impl fmt::Display for Centis {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}cs", self.0)
+    }
+}
+
+/// Which VRRP this router speaks on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Hash)]
+pub enum Version {
+    /// RFC 5798 / RFC 9568 only.
+    #[default]
+    V3,
+    /// RFC 3768 only: IPv4, intervals in whole seconds, `Skew_Time = (256 - Priority) / 256` s.
+    V2,
+    /// RFC 5798 section 8.4: sends both a VRRPv3 and a VRRPv2 advertisement, accepts either.
+    Mixed,
+}
+
+impl Version {
+    pub fn sends_v3(self) -> bool {
+        self != Version::V2
+    }
+    pub fn sends_v2(self) -> bool {
+        self != Version::V3
+    }
+    /// A stable label (logs, status).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Version::V3 => "3",
+            Version::V2 => "2",
+            Version::Mixed => "mixed",
+        }
     }
 }

@@ -9,10 +9,14 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::announce::AnnounceSocket;
 use super::netlink::{Net, NetState};
+use super::peers::VersionPeers;
 use super::socket::{Received, VrrpSocket, GROUP_V4, GROUP_V6};
 use super::{Control, DropReason, InstanceConfig, VrrpStats, VrrpStatus};
 use crate::proto::packet::check_hop_limit;
-use crate::proto::{frames, Action, Advertisement, DecodeError, Input, Priority, Router, State};
+use crate::proto::v2::{self, AdvertisementV2};
+use crate::proto::{
+    frames, Action, Advertisement, Auth, DecodeError, Input, Priority, Router, State, Version,
+};
 
 /// How often the interface is re-read even without a netlink notification.
 pub(crate) const NET_TICK: Duration = Duration::from_secs(1);
@@ -51,11 +55,14 @@ pub(crate) struct Driver {
     pub ctl_rx: mpsc::Receiver<Control>,
     pub prio_rx: watch::Receiver<Priority>,
     pub fault_rx: watch::Receiver<bool>,
+    pub wire_rx: watch::Receiver<(Version, Auth)>,
     pub net_rx: mpsc::Receiver<Result<NetState, String>>,
     /// We added the VIP and have not removed it.
     pub vip_held: bool,
     pub drop_log: DropLog,
     pub mismatch_logged: Option<Instant>,
+    /// Who speaks which version, for the warnings about a virtual router split by version.
+    pub peers: VersionPeers,
 }
 
 impl Driver {
@@ -71,6 +78,7 @@ impl Driver {
         let mut buf = vec![0u8; 65536];
         let mut prio_open = true;
         let mut fault_open = true;
+        let mut wire_open = true;
         let done: Option<oneshot::Sender<()>> = loop {
             let deadline = self.router.poll_timeout();
             let sleep_to = deadline
@@ -106,6 +114,13 @@ impl Driver {
                     }
                     Err(_) => fault_open = false,
                 },
+                r = self.wire_rx.changed(), if wire_open => match r {
+                    Ok(()) => {
+                        let (version, auth) = *self.wire_rx.borrow_and_update();
+                        self.set_wire(version, auth);
+                    }
+                    Err(_) => wire_open = false,
+                },
                 Some(ev) = self.net_rx.recv() => self.on_net(ev).await,
             }
             self.execute().await;
@@ -133,39 +148,71 @@ impl Driver {
         if rx.src == self.primary {
             return self.count_drop(DropReason::OwnPacket, Some(rx.src));
         }
-        match self.accept(rx, buf) {
-            Ok(advert) => {
+        let payload = &buf[rx.payload.clone()];
+        let src = rx.src;
+        let accepted = match v2::version_of(payload) {
+            Some(v2::VERSION) => self
+                .accept_v2(rx, payload)
+                .map(|advert| Input::AdvertV2 { src, advert }),
+            _ => self.accept(rx, payload).map(|advert| {
+                let (window, mixed) = (self.sender_window(), self.cfg.version == Version::Mixed);
+                self.peers
+                    .heard_v3(src, advert.priority, window, mixed, self.cfg.vrid);
+                Input::Advert { src, advert }
+            }),
+        };
+        if let Ok(Input::AdvertV2 { .. }) = &accepted {
+            self.peers.heard_v2(src);
+        }
+        match accepted {
+            Ok(input) => {
                 self.stats.adverts_received.fetch_add(1, Ordering::Relaxed);
-                if let Some(m) = self.router.mismatch(&advert) {
-                    // RFC 5798 7.1: log, do not drop (a rolling change must keep electing).
-                    let now = Instant::now();
-                    if self
-                        .mismatch_logged
-                        .is_none_or(|t| now.duration_since(t) >= DROP_LOG_EVERY)
-                    {
-                        self.mismatch_logged = Some(now);
-                        tracing::warn!(src = %rx.src, interval = ?m.interval, addresses_differ = m.addresses,
-                            "advertisement differs from our configuration");
-                    }
+                if let Input::Advert { advert, .. } | Input::AdvertV2 { advert, .. } = &input {
+                    self.log_mismatch(src, advert);
                 }
-                let src = rx.src;
-                self.router
-                    .handle(Instant::now(), Input::Advert { src, advert });
+                self.router.handle(Instant::now(), input);
             }
-            Err(e) => self.count_drop(DropReason::from(&e), Some(rx.src)),
+            Err(e) => self.count_drop(DropReason::from(&e), Some(src)),
         }
     }
 
-    /// The receive checks of RFC 5798 7.1 that need the socket's view (hop limit, peer list, VRID).
-    fn accept(&self, rx: &Received, buf: &[u8]) -> Result<Advertisement, DecodeError> {
-        if self.cfg.unicast_peers.is_empty() {
-            check_hop_limit(rx.ttl.unwrap_or(0))?;
-        } else if !self.cfg.unicast_peers.contains(&rx.src) {
-            return Err(DecodeError::UnknownPeer(rx.src));
+    /// RFC 5798 7.1: log, do not drop (a rolling change must keep electing).
+    fn log_mismatch(&mut self, src: IpAddr, advert: &Advertisement) {
+        let Some(m) = self.router.mismatch(advert) else {
+            return;
+        };
+        let now = Instant::now();
+        if self
+            .mismatch_logged
+            .is_none_or(|t| now.duration_since(t) >= DROP_LOG_EVERY)
+        {
+            self.mismatch_logged = Some(now);
+            tracing::warn!(%src, interval = ?m.interval, addresses_differ = m.addresses,
+                "advertisement differs from our configuration");
         }
-        let advert = Advertisement::decode(&buf[rx.payload.clone()], rx.src, rx.dst)?;
+    }
+
+    /// The receive checks of RFC 5798 7.1 that need the socket's view (hop limit, peer list).
+    fn check_source(&self, rx: &Received) -> Result<(), DecodeError> {
+        if self.cfg.unicast_peers.is_empty() {
+            check_hop_limit(rx.ttl.unwrap_or(0))
+        } else if !self.cfg.unicast_peers.contains(&rx.src) {
+            Err(DecodeError::UnknownPeer(rx.src))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// A VRRPv3 advertisement: source, codec, VRID and family checks; refused as a version mismatch when this
+    /// router speaks VRRPv2 only.
+    fn accept(&self, rx: &Received, payload: &[u8]) -> Result<Advertisement, DecodeError> {
+        self.check_source(rx)?;
+        let advert = Advertisement::decode(payload, rx.src, rx.dst)?;
         if advert.vrid != self.cfg.vrid {
             return Err(DecodeError::UnknownVrid(advert.vrid.get()));
+        }
+        if self.cfg.version == Version::V2 {
+            return Err(DecodeError::Version(3));
         }
         if advert
             .addresses
@@ -175,6 +222,50 @@ impl Driver {
             return Err(DecodeError::Family);
         }
         Ok(advert)
+    }
+
+    /// A VRRPv2 advertisement (RFC 3768 7.1). Running version 3, one for our VRID is a router that cannot
+    /// hear us: noted for the warning, then dropped as a version mismatch.
+    fn accept_v2(&mut self, rx: &Received, payload: &[u8]) -> Result<Advertisement, DecodeError> {
+        self.check_source(rx)?;
+        let advert = AdvertisementV2::decode(payload)?;
+        if advert.vrid != self.cfg.vrid {
+            return Err(DecodeError::UnknownVrid(advert.vrid.get()));
+        }
+        if self.cfg.version == Version::V3 {
+            let (window, vrid, stats) = (self.sender_window(), self.cfg.vrid, &self.stats);
+            let count = || stats.v2_peer_adverts.fetch_add(1, Ordering::Relaxed) + 1;
+            self.peers
+                .heard_v2_while_v3(rx.src, advert.priority, window, vrid, count);
+            return Err(DecodeError::Version(v2::VERSION));
+        }
+        advert.check_auth(&self.cfg.auth)?;
+        if self.cfg.version == Version::V2
+            && self.cfg.advert_interval.whole_secs() != Some(advert.adver_int)
+        {
+            return Err(DecodeError::Interval(advert.adver_int));
+        }
+        Ok(advert.to_advert())
+    }
+
+    /// How long a sender counts as heard: a Master_Down_Interval plus a second for scheduling.
+    fn sender_window(&self) -> Duration {
+        self.router.master_down_interval() + Duration::from_secs(1)
+    }
+
+    /// A reload changed the version or the VRRPv2 password: applied in place, no handover.
+    fn set_wire(&mut self, version: Version, auth: Auth) {
+        if (version, auth) == (self.cfg.version, self.cfg.auth) {
+            return;
+        }
+        tracing::info!(vrid = %self.cfg.vrid, from = self.cfg.version.as_str(), to = version.as_str(),
+            auth_changed = auth != self.cfg.auth, "VRRP version / authentication changed in place");
+        self.cfg.version = version;
+        self.cfg.auth = auth;
+        self.peers
+            .version_changed(version == Version::V3, version == Version::Mixed);
+        self.router
+            .handle(Instant::now(), Input::SetVersion(version));
     }
 
     async fn on_net(&mut self, ev: Result<NetState, String>) {
@@ -235,8 +326,13 @@ impl Driver {
         }
     }
 
+    /// One advertisement to the group or to each unicast peer: VRRPv3, VRRPv2 or (mixed) both.
     async fn send_advert(&mut self, priority: Priority) {
         let advert = self.router.advertisement(priority);
+        let version = self.cfg.version;
+        let v2 = version
+            .sends_v2()
+            .then(|| AdvertisementV2::from_advert(&advert, &self.cfg.auth).encode());
         let group = if self.cfg.vip.is_ipv6() {
             IpAddr::V6(GROUP_V6)
         } else {
@@ -248,17 +344,26 @@ impl Driver {
             self.cfg.unicast_peers.clone()
         };
         for dst in targets {
-            let bytes = advert.encode(self.primary, dst, self.cfg.checksum);
-            match self.sock.send(self.primary, dst, &bytes).await {
-                Ok(()) => {
-                    self.stats.adverts_sent.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    // Link down, no route to a peer ...: counted; the next interval retries.
-                    let n = self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
-                    if n.is_multiple_of(100) {
-                        tracing::warn!(%dst, error = %e, total = n + 1, "sending advertisement failed");
-                    }
+            if version.sends_v3() {
+                let bytes = advert.encode(self.primary, dst, self.cfg.checksum);
+                self.send_one(dst, &bytes).await;
+            }
+            if let Some(bytes) = &v2 {
+                self.send_one(dst, bytes).await;
+            }
+        }
+    }
+
+    async fn send_one(&mut self, dst: IpAddr, bytes: &[u8]) {
+        match self.sock.send(self.primary, dst, bytes).await {
+            Ok(()) => {
+                self.stats.adverts_sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                // Link down, no route to a peer ...: counted; the next interval retries.
+                let n = self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+                if n.is_multiple_of(100) {
+                    tracing::warn!(%dst, error = %e, total = n + 1, "sending advertisement failed");
                 }
             }
         }
@@ -321,6 +426,9 @@ impl Driver {
             vip_held: self.vip_held,
             transitions: self.stats.transitions.load(Ordering::Relaxed),
             master_advert_interval: self.router.master_advert_interval(),
+            version: self.cfg.version,
+            v2_peer: self.peers.v2_peer,
+            v3_only_master: self.peers.v3_only_master,
         };
         self.status_tx.send_if_modified(|old| {
             if *old != st {

@@ -6,18 +6,19 @@
 mod announce;
 mod driver;
 mod netlink;
+mod peers;
 mod socket;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::proto::{
-    Centis, ChecksumMode, DecodeError, Priority, Router, RouterConfig, State, Vrid,
+    Auth, Centis, ChecksumMode, DecodeError, Priority, Router, RouterConfig, State, Version, Vrid,
 };
 
 /// One virtual router on one interface. All addresses (VIP, peers, source) share the VIP's family.
@@ -39,6 +40,21 @@ pub struct InstanceConfig {
     pub garp_repeat: u32,
     pub garp_delay: Duration,
     pub garp_refresh: Duration,
+    /// VRRPv3, VRRPv2 or both (IPv4 only for the last two); changes in place with [`Instance::set_wire`].
+    pub version: Version,
+    /// VRRPv2 authentication, sent and demanded in v2 advertisements (v3 has none).
+    pub auth: Auth,
+}
+
+/// A router whose advertisements say the virtual router is split by version: a VRRPv2 router heard while we
+/// speak VRRPv3 only (it cannot hear us, so it is most likely master too), or, in mixed mode, a master that
+/// sends VRRPv3 without VRRPv2 copies (VRRPv2 routers cannot hear it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerHeard {
+    pub src: IpAddr,
+    pub priority: Priority,
+    /// When its last advertisement arrived.
+    pub last_heard: Instant,
 }
 
 /// What the instance is doing now, published on a watch channel after every event.
@@ -50,6 +66,13 @@ pub struct VrrpStatus {
     pub vip_held: bool,
     pub transitions: u64,
     pub master_advert_interval: Centis,
+    /// The protocol version running now.
+    pub version: Version,
+    /// Version 3 only: the last VRRPv2 router heard in our VRID (see [`PeerHeard`]).
+    pub v2_peer: Option<PeerHeard>,
+    /// Mixed only: a master heard in VRRPv3 for a Master_Down_Interval without a VRRPv2 copy (RFC 5798 8.4.2
+    /// allows reporting it: the two do not agree on supporting VRRPv2).
+    pub v3_only_master: Option<PeerHeard>,
 }
 
 /// Why a received packet was dropped. One counter per variant, one rate-limited log line per variant.
@@ -74,10 +97,14 @@ pub enum DropReason {
     UnknownPeer,
     /// Our own advertisement came back (looped or reflected).
     OwnPacket,
+    /// VRRPv2: wrong or missing password, or another authentication type.
+    Auth,
+    /// VRRPv2 (version 2 only): the sender's Adver Int is not ours.
+    Interval,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 13] = [
+    pub const ALL: [DropReason; 15] = [
         DropReason::HopLimit,
         DropReason::IpHeader,
         DropReason::Truncated,
@@ -91,6 +118,8 @@ impl DropReason {
         DropReason::UnknownVrid,
         DropReason::UnknownPeer,
         DropReason::OwnPacket,
+        DropReason::Auth,
+        DropReason::Interval,
     ];
 
     /// A stable label (metrics, logs).
@@ -109,6 +138,8 @@ impl DropReason {
             DropReason::UnknownVrid => "unknown_vrid",
             DropReason::UnknownPeer => "unknown_peer",
             DropReason::OwnPacket => "own_packet",
+            DropReason::Auth => "auth",
+            DropReason::Interval => "interval",
         }
     }
 
@@ -132,6 +163,8 @@ impl From<&DecodeError> for DropReason {
             DecodeError::UnknownVrid(_) => DropReason::UnknownVrid,
             DecodeError::UnknownPeer(_) => DropReason::UnknownPeer,
             DecodeError::IpHeader => DropReason::IpHeader,
+            DecodeError::Auth => DropReason::Auth,
+            DecodeError::Interval(_) => DropReason::Interval,
         }
     }
 }
@@ -146,6 +179,8 @@ pub struct VrrpStats {
     pub netlink_errors: AtomicU64,
     pub vip_restored: AtomicU64,
     pub send_errors: AtomicU64,
+    /// VRRPv2 advertisements for our VRID heard while running version 3 (also counted as `version` drops).
+    pub v2_peer_adverts: AtomicU64,
     drops: [AtomicU64; DropReason::ALL.len()],
 }
 
@@ -203,6 +238,7 @@ pub struct Instance {
     // Only the latest value matters, so tracking updates never queue up or get lost.
     prio: watch::Sender<Priority>,
     fault: watch::Sender<bool>,
+    wire: watch::Sender<(Version, Auth)>,
     status: watch::Receiver<VrrpStatus>,
     stats: Arc<VrrpStats>,
     task: JoinHandle<()>,
@@ -214,130 +250,22 @@ const PRIMARY_WAIT: Duration = Duration::from_secs(5);
 impl Instance {
     /// Open the sockets, remove a VIP left by an earlier crash, resolve the primary address, spawn the driver.
     pub async fn start(cfg: InstanceConfig) -> Result<Self, SysError> {
-        let v6 = cfg.vip.is_ipv6();
-        let fam = if v6 { "IPv6" } else { "IPv4" };
-        if cfg.unicast_peers.iter().any(|p| p.is_ipv6() != v6) {
-            return Err(SysError::Config(format!(
-                "unicast peers must be {fam} like the VIP"
-            )));
-        }
-        if cfg.unicast_source.is_some_and(|s| s.is_ipv6() != v6) {
-            return Err(SysError::Config(format!(
-                "unicast source must be {fam} like the VIP"
-            )));
-        }
-        if cfg.unicast_peers.contains(&cfg.vip) {
-            return Err(SysError::Config("the VIP cannot be a unicast peer".into()));
-        }
-        if cfg.priority == Priority::LEAVING {
-            return Err(SysError::Config(
-                "priority 0 is reserved for a leaving master".into(),
-            ));
-        }
-        if cfg.garp_repeat == 0 {
-            return Err(SysError::Config("garp_repeat must be at least 1".into()));
-        }
+        check_config(&cfg)?;
         let ifindex = nix::net::if_::if_nametoindex(cfg.interface.as_str())
             .map_err(|_| SysError::NoInterface(cfg.interface.clone()))?;
         let net = netlink::Net::connect(ifindex).map_err(io_err("netlink socket"))?;
-        let nl = |e: rtnetlink::Error| SysError::Netlink(e.to_string());
-
-        // A VIP still on the interface means an earlier run died as master; holding it as backup would make
-        // two nodes answer for it. The address owner (255) owns it as a real address and keeps it.
-        if cfg.priority != Priority::OWNER && net.del_vip(cfg.vip).await.map_err(nl)? {
-            tracing::warn!(vip = %cfg.vip, interface = %cfg.interface, "removed a stale VIP left by an earlier run");
-        }
-
-        let link = net.link().await.map_err(nl)?;
-        let primary = match cfg.unicast_source {
-            Some(s) => s,
-            None => {
-                let deadline = tokio::time::Instant::now() + PRIMARY_WAIT;
-                loop {
-                    if let Some(a) = net.primary_address(v6, cfg.vip).await.map_err(nl)? {
-                        break a;
-                    }
-                    if tokio::time::Instant::now() >= deadline {
-                        return Err(SysError::NoPrimaryAddress(fam, cfg.interface.clone()));
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        };
-
-        let sock =
-            socket::VrrpSocket::open(&cfg.interface, ifindex, v6, cfg.unicast_peers.is_empty())
-                .map_err(io_err(format!("VRRP socket on {}", cfg.interface)))?;
-        let announce = announce::AnnounceSocket::open(ifindex)
-            .map_err(io_err(format!("packet socket on {}", cfg.interface)))?;
-
-        let router = Router::new(RouterConfig {
-            vrid: cfg.vrid,
-            priority: cfg.priority,
-            advert_interval: cfg.advert_interval,
-            preempt: cfg.preempt,
-            preempt_delay: cfg.preempt_delay,
-            primary_address: primary,
-            vips: vec![cfg.vip],
-            garp_repeat: cfg.garp_repeat,
-            garp_delay: cfg.garp_delay,
-            garp_refresh: cfg.garp_refresh,
-        });
-        let status0 = VrrpStatus {
-            state: State::Initialize,
-            effective_priority: cfg.priority,
-            master_address: None,
-            vip_held: false,
-            transitions: 0,
-            master_advert_interval: cfg.advert_interval,
-        };
-        let (status_tx, status) = watch::channel(status0);
-        let stats = Arc::new(VrrpStats::default());
-        let (ctl, ctl_rx) = mpsc::channel(1);
-        let (prio, prio_rx) = watch::channel(cfg.priority);
-        let (fault, fault_rx) = watch::channel(false);
-        let (net_tx, net_rx) = mpsc::channel(16);
-        let watch_task = tokio::spawn(netlink::watch(
-            net.clone(),
-            cfg.vip,
-            driver::NET_TICK,
-            net_tx,
-        ));
+        clear_stale_vip(&net, &cfg).await?;
+        let link = net.link().await.map_err(nl_err)?;
+        let primary = resolve_primary(&net, &cfg).await?;
+        let (sock, announce) = open_sockets(&cfg, ifindex)?;
         tracing::info!(
             interface = %cfg.interface, vrid = %cfg.vrid, priority = %cfg.priority, vip = %cfg.vip,
             source = %primary, unicast = !cfg.unicast_peers.is_empty(), "VRRP instance starting"
         );
-        let d = driver::Driver {
-            router,
-            sock,
-            announce,
-            net,
-            primary,
-            mac: link.mac,
-            link_up: link.up,
-            stats: stats.clone(),
-            status_tx,
-            ctl_rx,
-            prio_rx,
-            fault_rx,
-            net_rx,
-            vip_held: false,
-            drop_log: driver::DropLog::default(),
-            mismatch_logged: None,
-            cfg,
-        };
-        let task = tokio::spawn(async move {
-            d.run().await;
-            watch_task.abort();
-        });
-        Ok(Instance {
-            ctl,
-            prio,
-            fault,
-            status,
-            stats,
-            task,
-        })
+        let router = Router::new(router_config(&cfg, primary));
+        Ok(spawn_driver(
+            cfg, router, sock, announce, net, primary, link,
+        ))
     }
 
     /// The status, updated after every event. Clone out of `borrow()` rather than holding the guard across
@@ -360,6 +288,12 @@ impl Instance {
         self.fault.send_replace(fault);
     }
 
+    /// Change the protocol version and VRRPv2 authentication in place: no handover, the state, timers and VIP
+    /// stay. What the router sends and accepts changes from the next packet on.
+    pub fn set_wire(&self, version: Version, auth: Auth) {
+        self.wire.send_replace((version, auth));
+    }
+
     /// Leave the virtual router: as master, send priority 0 and remove the VIP. Returns when done.
     pub async fn shutdown(self) {
         let (tx, rx) = oneshot::channel();
@@ -367,6 +301,195 @@ impl Instance {
             let _ = rx.await;
         }
         let _ = self.task.await;
+    }
+}
+
+fn nl_err(e: rtnetlink::Error) -> SysError {
+    SysError::Netlink(e.to_string())
+}
+
+fn family_name(v6: bool) -> &'static str {
+    if v6 {
+        "IPv6"
+    } else {
+        "IPv4"
+    }
+}
+
+/// The rules the config layer also enforces, checked again here so the library never runs half configured.
+fn check_config(cfg: &InstanceConfig) -> Result<(), SysError> {
+    let v6 = cfg.vip.is_ipv6();
+    let fam = family_name(v6);
+    if cfg.unicast_peers.iter().any(|p| p.is_ipv6() != v6) {
+        return Err(SysError::Config(format!(
+            "unicast peers must be {fam} like the VIP"
+        )));
+    }
+    if cfg.unicast_source.is_some_and(|s| s.is_ipv6() != v6) {
+        return Err(SysError::Config(format!(
+            "unicast source must be {fam} like the VIP"
+        )));
+    }
+    if cfg.unicast_peers.contains(&cfg.vip) {
+        return Err(SysError::Config("the VIP cannot be a unicast peer".into()));
+    }
+    if cfg.priority == Priority::LEAVING {
+        return Err(SysError::Config(
+            "priority 0 is reserved for a leaving master".into(),
+        ));
+    }
+    if cfg.garp_repeat == 0 {
+        return Err(SysError::Config("garp_repeat must be at least 1".into()));
+    }
+    if v6 && cfg.version != Version::V3 {
+        return Err(SysError::Config(
+            "VRRPv2 (version 2 or mixed) is IPv4 only".into(),
+        ));
+    }
+    if cfg.version.sends_v2() && cfg.advert_interval.whole_secs().is_none() {
+        return Err(SysError::Config(
+            "VRRPv2 needs an advertisement interval of whole seconds".into(),
+        ));
+    }
+    if cfg.version.sends_v3() && cfg.advert_interval.get() > Centis::MAX {
+        return Err(SysError::Config(
+            "VRRPv3 carries an advertisement interval of at most 40.95s".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A VIP still on the interface means an earlier run died as master; holding it as backup would make two
+/// nodes answer for it. The address owner (255) owns it as a real address and keeps it.
+async fn clear_stale_vip(net: &netlink::Net, cfg: &InstanceConfig) -> Result<(), SysError> {
+    if cfg.priority != Priority::OWNER && net.del_vip(cfg.vip).await.map_err(nl_err)? {
+        tracing::warn!(vip = %cfg.vip, interface = %cfg.interface, "removed a stale VIP left by an earlier run");
+    }
+    Ok(())
+}
+
+/// The advertisements' source: the configured one, else the interface's primary address of the VIP's family
+/// (waiting up to [`PRIMARY_WAIT`] for an IPv6 link-local address to finish DAD).
+async fn resolve_primary(net: &netlink::Net, cfg: &InstanceConfig) -> Result<IpAddr, SysError> {
+    if let Some(s) = cfg.unicast_source {
+        return Ok(s);
+    }
+    let v6 = cfg.vip.is_ipv6();
+    let deadline = tokio::time::Instant::now() + PRIMARY_WAIT;
+    loop {
+        if let Some(a) = net.primary_address(v6, cfg.vip).await.map_err(nl_err)? {
+            return Ok(a);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(SysError::NoPrimaryAddress(
+                family_name(v6),
+                cfg.interface.clone(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The raw VRRP socket (joined to the group in multicast mode) and the packet socket for ARP / NA.
+fn open_sockets(
+    cfg: &InstanceConfig,
+    ifindex: u32,
+) -> Result<(socket::VrrpSocket, announce::AnnounceSocket), SysError> {
+    let sock = socket::VrrpSocket::open(
+        &cfg.interface,
+        ifindex,
+        cfg.vip.is_ipv6(),
+        cfg.unicast_peers.is_empty(),
+    )
+    .map_err(io_err(format!("VRRP socket on {}", cfg.interface)))?;
+    let announce = announce::AnnounceSocket::open(ifindex)
+        .map_err(io_err(format!("packet socket on {}", cfg.interface)))?;
+    Ok((sock, announce))
+}
+
+fn router_config(cfg: &InstanceConfig, primary: IpAddr) -> RouterConfig {
+    RouterConfig {
+        vrid: cfg.vrid,
+        priority: cfg.priority,
+        advert_interval: cfg.advert_interval,
+        preempt: cfg.preempt,
+        preempt_delay: cfg.preempt_delay,
+        primary_address: primary,
+        vips: vec![cfg.vip],
+        garp_repeat: cfg.garp_repeat,
+        garp_delay: cfg.garp_delay,
+        garp_refresh: cfg.garp_refresh,
+        version: cfg.version,
+    }
+}
+
+/// The channels between the [`Instance`] handle and its driver, the netlink watch, and the driver task.
+fn spawn_driver(
+    cfg: InstanceConfig,
+    router: Router,
+    sock: socket::VrrpSocket,
+    announce: announce::AnnounceSocket,
+    net: netlink::Net,
+    primary: IpAddr,
+    link: netlink::LinkInfo,
+) -> Instance {
+    let status0 = VrrpStatus {
+        state: State::Initialize,
+        effective_priority: cfg.priority,
+        master_address: None,
+        vip_held: false,
+        transitions: 0,
+        master_advert_interval: cfg.advert_interval,
+        version: cfg.version,
+        v2_peer: None,
+        v3_only_master: None,
+    };
+    let (status_tx, status) = watch::channel(status0);
+    let stats = Arc::new(VrrpStats::default());
+    let (ctl, ctl_rx) = mpsc::channel(1);
+    let (prio, prio_rx) = watch::channel(cfg.priority);
+    let (fault, fault_rx) = watch::channel(false);
+    let (wire, wire_rx) = watch::channel((cfg.version, cfg.auth));
+    let (net_tx, net_rx) = mpsc::channel(16);
+    let watch_task = tokio::spawn(netlink::watch(
+        net.clone(),
+        cfg.vip,
+        driver::NET_TICK,
+        net_tx,
+    ));
+    let d = driver::Driver {
+        router,
+        sock,
+        announce,
+        net,
+        primary,
+        mac: link.mac,
+        link_up: link.up,
+        stats: stats.clone(),
+        status_tx,
+        ctl_rx,
+        prio_rx,
+        fault_rx,
+        wire_rx,
+        net_rx,
+        vip_held: false,
+        peers: Default::default(),
+        drop_log: driver::DropLog::default(),
+        mismatch_logged: None,
+        cfg,
+    };
+    let task = tokio::spawn(async move {
+        d.run().await;
+        watch_task.abort();
+    });
+    Instance {
+        ctl,
+        prio,
+        fault,
+        wire,
+        status,
+        stats,
+        task,
     }
 }
 

@@ -157,6 +157,8 @@ fn cfg(interface: &str, vip: IpAddr) -> super::InstanceConfig {
         garp_repeat: 1,
         garp_delay: Duration::from_secs(5),
         garp_refresh: Duration::ZERO,
+        version: crate::proto::Version::V3,
+        auth: crate::proto::Auth::None,
     }
 }
 
@@ -184,6 +186,19 @@ fn start_rejects_bad_configuration() {
         assert!(matches!(Instance::start(c).await, Err(SysError::Config(_))));
         let mut c = cfg(&ifname, vip4);
         c.unicast_peers = vec![vip4];
+        assert!(matches!(Instance::start(c).await, Err(SysError::Config(_))));
+        // VRRPv2: IPv4 only, whole seconds; mixed also within VRRPv3's 40.95 s.
+        use crate::proto::Version;
+        let mut c = cfg(&ifname, vip6);
+        c.version = Version::Mixed;
+        c.advert_interval = Centis::new(100).unwrap();
+        assert!(matches!(Instance::start(c).await, Err(SysError::Config(_))));
+        let mut c = cfg(&ifname, vip4);
+        c.version = Version::V2;
+        assert!(matches!(Instance::start(c).await, Err(SysError::Config(_))));
+        let mut c = cfg(&ifname, vip4);
+        c.version = Version::Mixed;
+        c.advert_interval = Centis::from_secs(41).unwrap();
         assert!(matches!(Instance::start(c).await, Err(SysError::Config(_))));
         // And a good one starts, becomes master alone, and leaves cleanly.
         let inst = Instance::start(cfg(&ifname, vip4)).await.unwrap();

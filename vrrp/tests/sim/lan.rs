@@ -7,9 +7,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use vrrp::proto::packet::{MULTICAST_V4, MULTICAST_V6};
+use vrrp::proto::v2::{self, AdvertisementV2};
 use vrrp::proto::{
-    Action, Advertisement, Centis, ChecksumMode, Input, Priority, Router, RouterConfig, State,
-    TransitionReason, Vrid,
+    Action, Advertisement, Auth, Centis, ChecksumMode, Input, Priority, Router, RouterConfig,
+    State, TransitionReason, Version, Vrid,
 };
 
 pub fn cfg(prio: u8, last_octet: u8, interval_cs: u16) -> RouterConfig {
@@ -24,6 +25,7 @@ pub fn cfg(prio: u8, last_octet: u8, interval_cs: u16) -> RouterConfig {
         garp_repeat: 5,
         garp_delay: Duration::from_secs(5),
         garp_refresh: Duration::ZERO,
+        version: Version::V3,
     }
 }
 
@@ -42,6 +44,24 @@ fn group(src: IpAddr) -> IpAddr {
     } else {
         MULTICAST_V6.into()
     }
+}
+
+/// A VRRPv2 (`Version::V2`) or mixed router, interval in whole seconds.
+pub fn cfg_v(version: Version, prio: u8, last_octet: u8, interval_s: u16) -> RouterConfig {
+    RouterConfig {
+        version,
+        ..cfg(prio, last_octet, interval_s * 100)
+    }
+}
+
+/// RFC 3768: `Skew_Time = (256 - Priority) / 256` s, `Master_Down_Interval = 3 * Adver_Int + Skew_Time`,
+/// straight from the formula in nanoseconds.
+pub fn rfc3768_skew(prio: u8) -> Duration {
+    Duration::from_nanos((256 - u64::from(prio)) * 1_000_000_000 / 256)
+}
+
+pub fn rfc3768_mdi(prio: u8, interval_s: u64) -> Duration {
+    Duration::from_secs(3 * interval_s) + rfc3768_skew(prio)
 }
 
 /// Master_Down_Interval straight from the RFC formula, in nanoseconds, independent of the crate's helper.
@@ -129,8 +149,16 @@ impl Lan {
     pub fn add(&mut self, name: &str, cfg: RouterConfig) -> usize {
         writeln!(
             self.trace,
-            "# {name}: priority {} interval {} address {} preempt {} preempt_delay {:?}",
-            cfg.priority, cfg.advert_interval, cfg.primary_address, cfg.preempt, cfg.preempt_delay
+            "# {name}: priority {} interval {} address {} preempt {} preempt_delay {:?}{}",
+            cfg.priority,
+            cfg.advert_interval,
+            cfg.primary_address,
+            cfg.preempt,
+            cfg.preempt_delay,
+            match cfg.version {
+                Version::V3 => String::new(),
+                v => format!(" version {}", v.as_str()),
+            }
         )
         .unwrap();
         self.nodes.push(Node {
@@ -176,6 +204,10 @@ impl Lan {
                 "{} <- Advert from {src} priority {} interval {}",
                 self.nodes[i].name, advert.priority, advert.max_advert_int
             ),
+            Input::AdvertV2 { src, advert } => format!(
+                "{} <- AdvertV2 from {src} priority {} interval {}",
+                self.nodes[i].name, advert.priority, advert.max_advert_int
+            ),
             other => format!("{} <- {other:?}", self.nodes[i].name),
         };
         self.note(line);
@@ -207,10 +239,21 @@ impl Lan {
         self.sent.push((self.elapsed(), from, priority));
         let router = &self.nodes[from].router;
         let src = router.config().primary_address;
-        let bytes =
-            router
-                .advertisement(priority)
-                .encode(src, group(src), ChecksumMode::PseudoHeader);
+        let advert = router.advertisement(priority);
+        // What the driver puts on the wire: VRRPv3, VRRPv2 or (mixed) both, one after the other.
+        let mut payloads = Vec::new();
+        if router.version().sends_v3() {
+            payloads.push(advert.encode(src, group(src), ChecksumMode::PseudoHeader));
+        }
+        if router.version().sends_v2() {
+            payloads.push(AdvertisementV2::from_advert(&advert, &Auth::None).encode());
+        }
+        for bytes in payloads {
+            self.send_to_all(from, src, bytes);
+        }
+    }
+
+    fn send_to_all(&mut self, from: usize, src: IpAddr, bytes: Vec<u8>) {
         for to in 0..self.nodes.len() {
             if to == from {
                 continue;
@@ -308,9 +351,9 @@ impl Lan {
                 if !to.alive || from.group != to.group {
                     continue;
                 }
-                let advert = Advertisement::decode(&p.bytes, p.src, group(p.src))
-                    .expect("the codec decodes what it encoded");
-                self.input(p.to, Input::Advert { src: p.src, advert });
+                if let Some(input) = self.receive(p.to, p.src, &p.bytes) {
+                    self.input(p.to, input);
+                }
             } else {
                 let (at, i) = next_timer.unwrap();
                 if at > end {
@@ -322,6 +365,23 @@ impl Lan {
         }
         assert!(self.now <= end, "event loop bound reached");
         self.now = end;
+    }
+
+    /// What the receiving driver hands its router: nothing for a version it does not speak (the driver
+    /// drops it as a version mismatch).
+    fn receive(&self, to: usize, src: IpAddr, bytes: &[u8]) -> Option<Input> {
+        let version = self.nodes[to].router.version();
+        if v2::version_of(bytes) == Some(v2::VERSION) {
+            let advert =
+                AdvertisementV2::decode(bytes).expect("the v2 codec decodes what it encoded");
+            return version.sends_v2().then(|| Input::AdvertV2 {
+                src,
+                advert: advert.to_advert(),
+            });
+        }
+        let advert = Advertisement::decode(bytes, src, group(src))
+            .expect("the codec decodes what it encoded");
+        version.sends_v3().then_some(Input::Advert { src, advert })
     }
 
     pub fn at(&mut self, t: Duration) {

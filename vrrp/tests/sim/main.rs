@@ -2,6 +2,7 @@
 //! against the RFC formula (interval 1 s and a 1 ms delivery delay unless a case says otherwise). No test
 //! sleeps: the clock jumps from deadline to deadline.
 mod lan;
+mod v2;
 
 use std::time::Duration;
 
