@@ -9,6 +9,7 @@
 
 pub mod haproxy;
 pub mod keepalived;
+pub mod lvs;
 pub mod render;
 
 use std::fmt;
@@ -97,7 +98,8 @@ pub fn import(opts: &ImportOptions) -> Result<Imported, ImportError> {
     let mut doc = Doc::default();
     let mut warns = Warnings::default();
     let ka = keepalived::parse_file(&opts.keepalived)?;
-    let vrrp = keepalived::map(&ka, opts.instance.as_deref(), &mut doc, &mut warns)?;
+    let lvs = opts.haproxy.is_none();
+    let vrrp = keepalived::map(&ka, opts.instance.as_deref(), lvs, &mut doc, &mut warns)?;
     doc.source(format!("keepalived: {}", opts.keepalived.display()));
     match &opts.haproxy {
         Some(path) => {
@@ -106,12 +108,7 @@ pub fn import(opts: &ImportOptions) -> Result<Imported, ImportError> {
             doc.source(format!("haproxy: {}", path.display()));
             haproxy::map(&cfg, opts.frontend.as_deref(), &vrrp, &mut doc, &mut warns)?;
         }
-        None => {
-            return Err(ImportError(
-                "no backends: vipd needs the apiservers' addresses; give --haproxy FILE with their server lines"
-                    .to_string(),
-            ))
-        }
+        None => lvs::map(&ka, &vrrp, &mut doc, &mut warns)?,
     }
     Ok(Imported {
         yaml: doc.render(),

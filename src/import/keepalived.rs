@@ -35,17 +35,17 @@ pub struct Stmt {
 }
 
 impl Stmt {
-    fn arg(&self, i: usize) -> Option<&str> {
+    pub(crate) fn arg(&self, i: usize) -> Option<&str> {
         self.args.get(i).map(String::as_str)
     }
 
     /// The one argument a `key value` statement must have.
-    fn value(&self) -> Result<&str, ImportError> {
+    pub(crate) fn value(&self) -> Result<&str, ImportError> {
         self.arg(0)
             .ok_or_else(|| ImportError::at(&self.loc, format!("{} needs a value", self.key)))
     }
 
-    fn children(&self) -> &[Stmt] {
+    pub(crate) fn children(&self) -> &[Stmt] {
         self.block.as_deref().unwrap_or(&[])
     }
 }
@@ -273,9 +273,11 @@ struct Globals {
 }
 
 /// Maps the chosen `vrrp_instance` into `doc`; warns about everything else in the file.
+/// With `lvs`, the `virtual_server` blocks are left to [`super::lvs`] (no haproxy.cfg was given).
 pub(crate) fn map(
     stmts: &[Stmt],
     instance: Option<&str>,
+    lvs: bool,
     doc: &mut Doc,
     warns: &mut Warnings,
 ) -> Result<VrrpSummary, ImportError> {
@@ -298,6 +300,7 @@ pub(crate) fn map(
                     inst.arg(0).unwrap_or_default()
                 ),
             ),
+            "virtual_server" if lvs => {}
             other => warns.push(&s.loc, format!("{other}: {}", top_level_reason(other))),
         }
     }
@@ -320,7 +323,7 @@ pub(crate) fn map(
 fn top_level_reason(key: &str) -> &'static str {
     match key {
         "virtual_server" | "virtual_server_group" => {
-            "LVS load balancing is not carried over: vipd proxies to the backends named in haproxy.cfg"
+            "LVS is not carried over: the backends come from haproxy.cfg (without --haproxy, from the virtual_server of the VIP)"
         }
         "vrrp_sync_group" => "vipd runs one VRRP instance; sync groups are not carried over",
         "static_ipaddress" | "static_routes" | "static_rules" => {
@@ -938,7 +941,11 @@ fn parse_version(s: &Stmt) -> Result<u8, ImportError> {
     }
 }
 
-fn parse_int(s: &Stmt, v: &str, range: std::ops::RangeInclusive<i32>) -> Result<i32, ImportError> {
+pub(crate) fn parse_int(
+    s: &Stmt,
+    v: &str,
+    range: std::ops::RangeInclusive<i32>,
+) -> Result<i32, ImportError> {
     match v.parse::<i32>() {
         Ok(n) if range.contains(&n) => Ok(n),
         _ => Err(ImportError::at(
@@ -954,7 +961,7 @@ fn parse_int(s: &Stmt, v: &str, range: std::ops::RangeInclusive<i32>) -> Result<
 }
 
 /// Keepalived's times are decimal seconds (`1`, `0.5`); kept to the millisecond.
-fn parse_seconds(s: &Stmt) -> Result<Duration, ImportError> {
+pub(crate) fn parse_seconds(s: &Stmt) -> Result<Duration, ImportError> {
     let v = s.value()?;
     match v.parse::<f64>() {
         Ok(f) if (0.0..1e6).contains(&f) => Ok(Duration::from_millis((f * 1000.0).round() as u64)),
@@ -965,7 +972,7 @@ fn parse_seconds(s: &Stmt) -> Result<Duration, ImportError> {
     }
 }
 
-fn parse_ip(s: &Stmt, v: &str) -> Result<IpAddr, ImportError> {
+pub(crate) fn parse_ip(s: &Stmt, v: &str) -> Result<IpAddr, ImportError> {
     v.parse()
         .map_err(|_| ImportError::at(&s.loc, format!("{v}: not an IPv4 or IPv6 address")))
 }
