@@ -856,21 +856,42 @@ fn map_version(
     };
     doc.comment_above("vrrp.version", finish);
     if let Some(a) = it.advert {
-        if parse_seconds(a)?.subsec_millis() != 0 {
-            warns.push(
-                &a.loc,
-                format!(
-                    "advert_int {}: VRRPv2 carries whole seconds; vipd's v2 advertisements and the Keepalived nodes cannot agree on it",
-                    a.value()?
-                ),
-            );
-        }
+        v2_advert_int(a, doc, warns)?;
     }
     if let Some(a) = auth {
         if let Some(l) = &a.truncated {
             warns.push(l, "auth_pass: longer than 8 characters; Keepalived uses the first 8, and so does authPass");
         }
         doc.set("vrrp.authPass", Value::str(&a.pass), a.note);
+    }
+    Ok(())
+}
+
+/// VRRPv2 carries whole seconds: Keepalived rounds `advert_int` to the nearest second (at least 1) and says
+/// so; the import does the same. vipd's `mixed` also sends VRRPv3, whose interval ends at 40.95 s.
+fn v2_advert_int(a: &Stmt, doc: &mut Doc, warns: &mut Warnings) -> Result<(), ImportError> {
+    let ms = parse_seconds(a)?.as_millis() as u64;
+    let secs = ((ms + 500) / 1000).max(1);
+    if secs > 40 {
+        return Err(ImportError::at(
+            &a.loc,
+            format!("advert_int {}: vrrp.version mixed sends VRRPv3 too, whose interval is at most 40 s", a.value()?),
+        ));
+    }
+    if !ms.is_multiple_of(1000) {
+        warns.push(
+            &a.loc,
+            format!("advert_int {}: VRRPv2 carries whole seconds; Keepalived rounds it to {secs}s, and so does the import", a.value()?),
+        );
+        doc.set(
+            "vrrp.advertInterval",
+            Value::raw(format!("{secs}s")),
+            format!(
+                "{} advert_int {} rounded as Keepalived does for VRRPv2",
+                a.loc,
+                a.value()?
+            ),
+        );
     }
     Ok(())
 }
