@@ -369,6 +369,7 @@ fn read_global(s: &Section, st: &mut Settings, warns: &mut Warnings) {
     }
 }
 
+/// One line of a section in effect: mapped into `st` (or `doc`'s header), else named in a warning.
 fn read_line(
     l: &Line,
     role: Role,
@@ -388,7 +389,10 @@ fn read_line(
         ("mode", m) => {
             match m {
                 "tcp" => doc.carried(format!("mode tcp ({}): vipd is a TCP proxy", l.loc)),
-                other => warns.push(&l.loc, format!("mode {other}: vipd forwards TCP, as mode tcp does; HTTP processing is not carried over")),
+                other => warns.push(
+                    &l.loc,
+                    format!("mode {other}: vipd forwards TCP, as mode tcp does; HTTP processing is not carried over"),
+                ),
             }
             st.mode = Some((m.to_string(), loc()));
         }
@@ -397,25 +401,8 @@ fn read_line(
             st.servers.push(read_server(l, &st.default_server)?)
         }
         ("default-server", _) if be_side => st.default_server.push((l.words[1..].to_vec(), loc())),
-        ("option", "httpchk") if be_side => {
-            let (method, uri) = match (l.words.get(2), l.words.get(3)) {
-                (Some(m), Some(u)) => (m.clone(), u.clone()),
-                (Some(u), None) => ("OPTIONS".to_string(), u.clone()),
-                _ => ("OPTIONS".to_string(), "/".to_string()),
-            };
-            put(
-                &mut st.check_kind,
-                CheckKind::Http { method, uri },
-                l,
-                &st.texts,
-                warns,
-            );
-        }
-        ("option", "ssl-hello-chk") if be_side => {
-            put(&mut st.check_kind, CheckKind::SslHello, l, &st.texts, warns)
-        }
-        ("option", "tcp-check") if be_side => {
-            put(&mut st.check_kind, CheckKind::Tcp, l, &st.texts, warns)
+        ("option", "httpchk" | "ssl-hello-chk" | "tcp-check") if be_side => {
+            read_check_option(l, st, warns)
         }
         ("http-check", _) if be_side => read_http_check(l, st, warns)?,
         ("option", "redispatch") => doc.carried(format!(
@@ -427,46 +414,45 @@ fn read_line(
         ("maxconn", n) if fe_side || role == Role::Defaults => {
             put(&mut st.maxconn, parse_u32(l, n)?, l, &st.texts, warns)
         }
+        _ => warns.push(&l.loc, format!("{}: {}", l.text(), unmapped_reason(l))),
+    }
+    Ok(())
+}
+
+/// `option httpchk [METHOD] URI`, `option ssl-hello-chk`, `option tcp-check`: the last one wins.
+fn read_check_option(l: &Line, st: &mut Settings, warns: &mut Warnings) {
+    let kind = match l.w(1) {
+        "httpchk" => {
+            let (method, uri) = match (l.words.get(2), l.words.get(3)) {
+                (Some(m), Some(u)) => (m.clone(), u.clone()),
+                (Some(u), None) => ("OPTIONS".to_string(), u.clone()),
+                _ => ("OPTIONS".to_string(), "/".to_string()),
+            };
+            CheckKind::Http { method, uri }
+        }
+        "ssl-hello-chk" => CheckKind::SslHello,
+        _ => CheckKind::Tcp,
+    };
+    put(&mut st.check_kind, kind, l, &st.texts, warns);
+}
+
+/// Why a line with no vipd equivalent is not carried over.
+fn unmapped_reason(l: &Line) -> &'static str {
+    match (l.w(0), l.w(1)) {
         ("log", _)
         | ("option", "tcplog" | "httplog" | "dontlognull" | "log-health-checks" | "logasap") => {
-            warns.push(
-                &l.loc,
-                format!(
-                    "{}: vipd logs to stderr (journald or the pod log)",
-                    l.text()
-                ),
-            )
+            "vipd logs to stderr (journald or the pod log)"
         }
         (
             "option",
             "http-server-close" | "forwardfor" | "httpclose" | "http-keep-alive" | "http-use-htx",
-        ) => warns.push(
-            &l.loc,
-            format!(
-                "{}: HTTP mode option; vipd forwards TCP (the apiserver's TLS end to end)",
-                l.text()
-            ),
-        ),
-        ("use_backend", _) => warns.push(
-            &l.loc,
-            format!(
-                "{}: vipd forwards everything to one set of backends; not carried over",
-                l.text()
-            ),
-        ),
-        ("tcp-check", _) => warns.push(
-            &l.loc,
-            format!(
-                "{}: vipd's tcp check only connects; the tcp-check script is not carried over",
-                l.text()
-            ),
-        ),
-        _ => warns.push(
-            &l.loc,
-            format!("{}: no vipd equivalent; not carried over", l.text()),
-        ),
+        ) => "HTTP mode option; vipd forwards TCP (the apiserver's TLS end to end)",
+        ("use_backend", _) => "vipd forwards everything to one set of backends; not carried over",
+        ("tcp-check", _) => {
+            "vipd's tcp check only connects; the tcp-check script is not carried over"
+        }
+        _ => "no vipd equivalent; not carried over",
     }
-    Ok(())
 }
 
 fn read_http_check(l: &Line, st: &mut Settings, warns: &mut Warnings) -> Result<(), ImportError> {
@@ -846,54 +832,16 @@ fn emit_bind(
 fn emit_health(st: &Settings, doc: &mut Doc, warns: &mut Warnings) {
     let sv = ServerChecks::gather(&st.servers, warns);
     if !sv.any_check {
-        warns.push(&st.servers[0].loc, "no server has check: HAProxy did not check the backends; vipd always does (see health)");
+        warns.push(
+            &st.servers[0].loc,
+            "no server has check: HAProxy did not check the backends; vipd always does (see health)",
+        );
     }
     let ssl = sv.check_ssl.clone().or(st.connect_ssl.clone());
-    match &st.check_kind {
+    let https = match &st.check_kind {
         Some((CheckKind::Http { method, uri }, loc)) => {
-            let (method, uri, uri_loc) = match &st.send_uri {
-                Some(((m, u), l)) => (m.clone(), u.clone(), l.clone()),
-                None => (method.clone(), uri.clone(), loc.clone()),
-            };
-            doc.set(
-                "health.type",
-                Value::str("https"),
-                format!("{loc} option httpchk"),
-            );
-            if ssl.is_none() {
-                warns.push(loc, "option httpchk without check-ssl: vipd checks over HTTPS (the apiservers serve only TLS)");
-            }
-            if method != "GET" {
-                warns.push(&uri_loc, format!("httpchk method {method}: vipd sends GET"));
-            }
-            if uri.starts_with('/') && !uri.contains(char::is_whitespace) {
-                doc.set(
-                    "health.path",
-                    Value::str(&uri),
-                    format!("{uri_loc} {method} {uri}"),
-                );
-            } else {
-                warns.push(
-                    &uri_loc,
-                    format!("httpchk uri {uri}: not a path; vipd's default is used"),
-                );
-            }
-            if let Some((n, l)) = &st.expect_status {
-                doc.set(
-                    "health.expectStatus",
-                    Value::raw(n),
-                    format!("{l} http-check expect status {n}"),
-                );
-            }
-            if let Some((_, l)) = &sv.verify_none {
-                warns.push(
-                    l,
-                    "check-ssl verify none: vipd verifies the backends against health.caFile",
-                );
-            }
-        }
-        Some((_, loc)) if http_lines_unused(st, loc, warns) => {
-            unreachable!("http_lines_unused returns false")
+            emit_http_check(st, method, uri, loc, ssl.is_some(), doc, warns);
+            true
         }
         Some((CheckKind::SslHello, loc)) => {
             doc.set(
@@ -901,13 +849,20 @@ fn emit_health(st: &Settings, doc: &mut Doc, warns: &mut Warnings) {
                 Value::str("tcp"),
                 format!("{loc} option ssl-hello-chk"),
             );
-            warns.push(loc, "option ssl-hello-chk: vipd's tcp check only connects; type: https (GET /readyz) checks more");
+            warns.push(
+                loc,
+                "option ssl-hello-chk: vipd's tcp check only connects; type: https (GET /readyz) checks more",
+            );
+            false
         }
-        Some((CheckKind::Tcp, loc)) => doc.set(
-            "health.type",
-            Value::str("tcp"),
-            format!("{loc} option tcp-check"),
-        ),
+        Some((CheckKind::Tcp, loc)) => {
+            doc.set(
+                "health.type",
+                Value::str("tcp"),
+                format!("{loc} option tcp-check"),
+            );
+            false
+        }
         None => {
             let loc = sv.first_check.clone().unwrap_or(st.servers[0].loc.clone());
             if ssl.is_some() {
@@ -916,13 +871,10 @@ fn emit_health(st: &Settings, doc: &mut Doc, warns: &mut Warnings) {
                     Value::str("https"),
                     format!("{loc} check-ssl"),
                 );
-                warns.push(&loc, "check-ssl without httpchk: HAProxy only completed a TLS handshake; vipd also GETs health.path");
-                if let Some((_, l)) = &sv.verify_none {
-                    warns.push(
-                        l,
-                        "check-ssl verify none: vipd verifies the backends against health.caFile",
-                    );
-                }
+                warns.push(
+                    &loc,
+                    "check-ssl without httpchk: HAProxy only completed a TLS handshake; vipd also GETs health.path",
+                );
             } else {
                 doc.set(
                     "health.type",
@@ -930,30 +882,86 @@ fn emit_health(st: &Settings, doc: &mut Doc, warns: &mut Warnings) {
                     format!("{loc} check: a TCP connect"),
                 );
             }
+            ssl.is_some()
         }
+    };
+    warn_unused_http_lines(st, warns);
+    if let Some((_, l)) = &sv.verify_none {
+        let why = if https {
+            "check-ssl verify none: vipd verifies the backends against health.caFile"
+        } else {
+            "verify none: vipd's tcp check makes no TLS handshake"
+        };
+        warns.push(l, why);
     }
     sv.emit(doc);
     emit_check_timeout(st, doc, warns);
 }
 
-/// With a non-HTTP check kind, `http-check` lines do nothing in HAProxy either: say so. Always false, so it
-/// can sit in a match guard before the kinds it applies to.
-fn http_lines_unused(st: &Settings, kind_loc: &Loc, warns: &mut Warnings) -> bool {
-    if matches!(st.check_kind, Some((CheckKind::Http { .. }, _))) {
-        return false;
+/// `option httpchk` with `http-check send` / `expect`: vipd's HTTPS GET of a path, expecting one status.
+fn emit_http_check(
+    st: &Settings,
+    method: &str,
+    uri: &str,
+    loc: &Loc,
+    ssl: bool,
+    doc: &mut Doc,
+    warns: &mut Warnings,
+) {
+    let (method, uri, uri_loc) = match &st.send_uri {
+        Some(((m, u), l)) => (m.as_str(), u.as_str(), l.clone()),
+        None => (method, uri, loc.clone()),
+    };
+    doc.set(
+        "health.type",
+        Value::str("https"),
+        format!("{loc} option httpchk"),
+    );
+    if !ssl {
+        warns.push(
+            loc,
+            "option httpchk without check-ssl: vipd checks over HTTPS (the apiservers serve only TLS)",
+        );
     }
+    if method != "GET" {
+        warns.push(&uri_loc, format!("httpchk method {method}: vipd sends GET"));
+    }
+    if uri.starts_with('/') && !uri.contains(char::is_whitespace) {
+        doc.set(
+            "health.path",
+            Value::str(uri),
+            format!("{uri_loc} {method} {uri}"),
+        );
+    } else {
+        warns.push(
+            &uri_loc,
+            format!("httpchk uri {uri}: not a path; vipd's default is used"),
+        );
+    }
+    if let Some((n, l)) = &st.expect_status {
+        doc.set(
+            "health.expectStatus",
+            Value::raw(n),
+            format!("{l} http-check expect status {n}"),
+        );
+    }
+}
+
+/// Without `option httpchk` in effect, `http-check` lines do nothing in HAProxy either: say so.
+fn warn_unused_http_lines(st: &Settings, warns: &mut Warnings) {
+    let kind = match &st.check_kind {
+        Some((CheckKind::Http { .. }, _)) => return,
+        Some((_, l)) => format!("the check kind is the one at {l}"),
+        None => "there is no option httpchk".to_string(),
+    };
     let locs = [
         st.expect_status.as_ref().map(|x| &x.1),
         st.send_uri.as_ref().map(|x| &x.1),
         st.connect_ssl.as_ref(),
     ];
     for l in locs.into_iter().flatten() {
-        warns.push(
-            l,
-            format!("http-check: unused, the check kind is the one at {kind_loc} (as in HAProxy)"),
-        );
+        warns.push(l, format!("http-check: unused, {kind} (as in HAProxy)"));
     }
-    false
 }
 
 fn emit_check_timeout(st: &Settings, doc: &mut Doc, warns: &mut Warnings) {

@@ -711,59 +711,25 @@ fn map_tracking(
     doc: &mut Doc,
     warns: &mut Warnings,
 ) {
-    let mut total = 0i32;
-    let mut fault = false;
-    let mut first: Option<Loc> = None;
-    let mut names = Vec::new();
-    for block in &it.tracks {
-        for t in block.children() {
-            let Some(script) = scripts.get(&t.key) else {
-                warns.push(
-                    &t.loc,
-                    format!(
-                        "track_script {}: no vrrp_script of that name (Keepalived ignores it too)",
-                        t.key
-                    ),
-                );
-                continue;
-            };
-            let weight = match (t.arg(0), t.arg(1)) {
-                (Some("weight"), Some(w)) => w.parse::<i32>().unwrap_or(script.weight),
-                _ => script.weight,
-            };
-            warns.push(
-                &t.loc,
-                format!(
-                    "track_script {}: replaced by vipd's own health checks of the backends",
-                    t.key
-                ),
-            );
-            if !script.keys.is_empty() {
-                warns.push(
-                    &script.loc,
-                    format!(
-                        "vrrp_script {}: {} not carried over (vipd checks the backends itself, see health)",
-                        t.key,
-                        script.keys.join(", ")
-                    ),
-                );
-            }
-            first.get_or_insert(script.weight_loc.clone().unwrap_or(t.loc.clone()));
-            names.push(format!("{} weight {weight}", t.key));
-            if weight == 0 {
-                fault = true;
-            }
-            total += weight;
-        }
-    }
-    let Some(loc) = first else { return };
+    let tracked = tracked_weights(it, scripts, warns);
+    let Some((_, _, loc)) = tracked.first() else {
+        return;
+    };
+    let loc = loc.clone();
+    let names: Vec<String> = tracked
+        .iter()
+        .map(|(n, w, _)| format!("{n} weight {w}"))
+        .collect();
     let from = format!("{loc} {}", names.join(", "));
     if priority == 255 {
-        warns.push(&loc, "track_script weight: priority 255 never changes (Keepalived ignores the weight too); trackWeight: 0");
+        warns.push(
+            &loc,
+            "track_script weight: priority 255 never changes (Keepalived ignores the weight too); trackWeight: 0",
+        );
         doc.set("vrrp.trackWeight", Value::raw(0), from);
         return;
     }
-    if fault {
+    if tracked.iter().any(|(_, w, _)| *w == 0) {
         doc.set(
             "vrrp.trackWeight",
             Value::str("fault"),
@@ -771,7 +737,8 @@ fn map_tracking(
         );
         return;
     }
-    let mut tw = total;
+    let total: i32 = tracked.iter().map(|(_, w, _)| w).sum();
+    let mut tw = total.clamp(-254, 254);
     if total > 0 {
         // Keepalived adds a positive weight while the script succeeds: vipd's priority is the healthy one.
         let healthy = (priority as i32 + total).min(254);
@@ -785,10 +752,62 @@ fn map_tracking(
         );
         tw = -(healthy - priority as i32);
     }
-    if names.len() > 1 {
-        warns.push(&loc, format!("track_script: {} scripts; vipd has one health signal, so trackWeight is their sum ({tw})", names.len()));
+    if tracked.len() > 1 {
+        warns.push(
+            &loc,
+            format!(
+                "track_script: {} scripts; vipd has one health signal, so trackWeight is their sum ({tw})",
+                tracked.len()
+            ),
+        );
     }
     doc.set("vrrp.trackWeight", Value::raw(tw), from);
+}
+
+/// Each tracked script with its weight (the `track_script` line's own `weight` overrides the script's) and
+/// the line the weight came from; every script is named in a warning, as vipd replaces it.
+fn tracked_weights(
+    it: &Instance<'_>,
+    scripts: &HashMap<String, Script>,
+    warns: &mut Warnings,
+) -> Vec<(String, i32, Loc)> {
+    let mut out = Vec::new();
+    for t in it.tracks.iter().flat_map(|b| b.children()) {
+        let Some(script) = scripts.get(&t.key) else {
+            warns.push(
+                &t.loc,
+                format!(
+                    "track_script {}: no vrrp_script of that name (Keepalived ignores it too)",
+                    t.key
+                ),
+            );
+            continue;
+        };
+        let weight = match (t.arg(0), t.arg(1)) {
+            (Some("weight"), Some(w)) => w.parse::<i32>().unwrap_or(script.weight),
+            _ => script.weight,
+        };
+        warns.push(
+            &t.loc,
+            format!(
+                "track_script {}: replaced by vipd's own health checks of the backends",
+                t.key
+            ),
+        );
+        if !script.keys.is_empty() {
+            warns.push(
+                &script.loc,
+                format!(
+                    "vrrp_script {}: {} not carried over (vipd checks the backends itself, see health)",
+                    t.key,
+                    script.keys.join(", ")
+                ),
+            );
+        }
+        let loc = script.weight_loc.clone().unwrap_or(t.loc.clone());
+        out.push((t.key.clone(), weight, loc));
+    }
+    out
 }
 
 fn map_garp(it: &Instance<'_>, g: &Globals, doc: &mut Doc) -> Result<(), ImportError> {
