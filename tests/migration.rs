@@ -15,7 +15,7 @@
 //!
 //! Asserted throughout: never two VIP holders for longer than the instant of a handover; each step's
 //! longest client outage at most one graceful handover (the baseline, plus slack for a loaded machine);
-//! after each step cp0 holds the VIP alone; at the end requests succeed.
+//! after each step cp0 holds the VIP alone, and during step 3 it never lets go; at the end requests succeed.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -358,6 +358,16 @@ impl HolderWatch {
             (spans && recent.iter().all(|(_, h)| h.len() == 1 && h[0] == who)).then_some(())
         })
         .is_some()
+    }
+
+    /// Who else held (or nobody held) the VIP in [from, to], if `who` did not hold it alone throughout.
+    fn not_always(&self, who: &str, from: Instant, to: Instant) -> Option<Vec<String>> {
+        let samples = self.samples.lock().unwrap();
+        samples
+            .iter()
+            .filter(|(at, _)| *at >= from && *at <= to)
+            .find(|(_, h)| !(h.len() == 1 && h[0] == who))
+            .map(|(_, h)| h.clone())
     }
 
     fn now_held(&self) -> Vec<String> {
@@ -706,7 +716,7 @@ fn keepalived_haproxy_cluster_moves_to_vipd_node_by_node() {
     let st = cl.vipd(0).status().unwrap();
     assert_eq!(st["vrrp"]["state"], "master", "{st}");
 
-    // 3. version: 3, one reload at a time.
+    // 3. version: 3, one reload at a time: applied in place, the VIP stays where it is.
     for i in [2, 1, 0] {
         let t0 = Instant::now();
         cl.to_v3(i);
@@ -715,6 +725,11 @@ fn keepalived_haproxy_cluster_moves_to_vipd_node_by_node() {
         assert!(
             outage <= bound,
             "{step}: client outage {outage:?} > {bound:?}"
+        );
+        let moved = watch.not_always("cp0", t0, Instant::now());
+        assert!(
+            moved.is_none(),
+            "{step}: the VIP left cp0 (held by {moved:?})"
         );
     }
 
