@@ -57,7 +57,8 @@ pub struct ImportArgs {
     /// The node's keepalived.conf.
     #[arg(long, value_name = "FILE")]
     pub keepalived: PathBuf,
-    /// The node's haproxy.cfg (its server lines become the backends).
+    /// The node's haproxy.cfg (its server lines become the backends; without it, Keepalived's LVS
+    /// virtual_server for the VIP gives them).
     #[arg(long, value_name = "FILE")]
     pub haproxy: Option<PathBuf>,
     /// The vrrp_instance to import, when the file has several.

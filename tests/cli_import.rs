@@ -79,7 +79,7 @@ fn ambiguous_input_exits_1_with_the_reason_only() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
         stderr.starts_with(
-            "vipd import: the haproxy config has 2 frontend/listen sections: frontend healthz"
+            "vipd import: the haproxy config has 2 frontend/listen sections that forward to servers: frontend apiserver"
         ),
         "{stderr}"
     );
@@ -90,10 +90,7 @@ fn ambiguous_input_exits_1_with_the_reason_only() {
         "{stderr}"
     );
     // Naming the frontend resolves it.
-    let out = import(
-        "err-several-frontends",
-        &["--frontend", "kube_api_frontend"],
-    );
+    let out = import("err-several-frontends", &["--frontend", "apiserver"]);
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
 }
 

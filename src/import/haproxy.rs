@@ -261,12 +261,25 @@ fn unused_reason(s: &Section, fe: &Section) -> String {
     }
 }
 
+/// The frontend or listen section to import: the one named, or the only one that forwards to servers (a
+/// `frontend` with a `default_backend`, a `listen` with `server` lines). Stats pages and monitor-only
+/// frontends are not candidates; they are named in warnings like every other section left out.
 fn select_frontend(cfg: &Cfg, want: Option<&str>) -> Result<usize, ImportError> {
     let all: Vec<usize> = (0..cfg.sections.len())
         .filter(|i| matches!(cfg.sections[*i].kind.as_str(), "frontend" | "listen"))
         .collect();
-    let list = || {
-        all.iter()
+    let forwards = |i: &usize| {
+        let s = &cfg.sections[*i];
+        let key = if s.kind == "listen" {
+            "server"
+        } else {
+            "default_backend"
+        };
+        s.lines.iter().any(|l| l.w(0) == key)
+    };
+    let candidates: Vec<usize> = all.iter().copied().filter(forwards).collect();
+    let list = |ids: &[usize]| {
+        ids.iter()
             .map(|i| {
                 let s = &cfg.sections[*i];
                 format!("{} {} ({})", s.kind, s.name, s.loc)
@@ -282,16 +295,22 @@ fn select_frontend(cfg: &Cfg, want: Option<&str>) -> Result<usize, ImportError> 
             .ok_or_else(|| {
                 ImportError(format!(
                     "--frontend {name}: no frontend or listen section of that name (the file has: {})",
-                    if all.is_empty() { "none".to_string() } else { list() }
+                    if all.is_empty() { "none".to_string() } else { list(&all) }
                 ))
             }),
-        None => match all.as_slice() {
-            [] => Err(ImportError("the haproxy config has no frontend or listen section".to_string())),
+        None => match candidates.as_slice() {
             [one] => Ok(*one),
+            [] if all.is_empty() => Err(ImportError(
+                "the haproxy config has no frontend or listen section".to_string(),
+            )),
+            [] => Err(ImportError(format!(
+                "no frontend with a default_backend and no listen section with server lines (the file has: {}); choose one with --frontend NAME",
+                list(&all)
+            ))),
             _ => Err(ImportError(format!(
-                "the haproxy config has {} frontend/listen sections: {}; choose one with --frontend NAME",
-                all.len(),
-                list()
+                "the haproxy config has {} frontend/listen sections that forward to servers: {}; choose one with --frontend NAME",
+                candidates.len(),
+                list(&candidates)
             ))),
         },
     }
