@@ -568,7 +568,7 @@ fn map_peers(c: &Stmt, doc: &mut Doc, warns: &mut Warnings) -> Result<(), Import
                 ),
             );
         }
-        items.push((Value::str(&a.to_string()).scalar(), format!("{}", p.loc)));
+        items.push((super::render::quote(&a.to_string()), format!("{}", p.loc)));
     }
     doc.set(
         "vrrp.unicastPeers",
@@ -576,15 +576,6 @@ fn map_peers(c: &Stmt, doc: &mut Doc, warns: &mut Warnings) -> Result<(), Import
         format!("{} unicast_peer", c.loc),
     );
     Ok(())
-}
-
-impl Value {
-    fn scalar(self) -> String {
-        match self {
-            Value::Scalar(s) => s,
-            Value::List(_) => unreachable!("a list is not a list item"),
-        }
-    }
 }
 
 /// The first address is the VIP; the rest are named in warnings (vipd carries one VIP per instance).
