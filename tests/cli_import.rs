@@ -52,21 +52,31 @@ fn kubeadm_guide_imports_with_warnings_on_stderr() {
     }
 }
 
-#[test]
-fn imported_v3_config_passes_validate() {
-    let out = import("kubespray-ha-mode", &[]);
+/// Imports a corpus case and runs `vipd validate --config` on the output: its one-line summary.
+fn import_then_validate(case: &str) -> String {
+    let out = import(case, &[]);
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
-    let dir = std::env::temp_dir().join(format!("vipd-import-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("vipd-import-{case}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("vipd.yaml");
     std::fs::write(&file, &out.stdout).unwrap();
     let v = vipd(&["validate", "--config", file.to_str().unwrap()]);
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(v.status.code(), Some(0), "stderr: {}", text(&v.stderr));
-    let summary = text(&v.stdout);
+    text(&v.stdout)
+}
+
+#[test]
+fn imported_configs_pass_validate() {
+    let v3 = import_then_validate("kubespray-ha-mode");
     assert!(
-        summary.contains("valid: VIP 192.0.2.100 on bond0, proxy 192.0.2.100:8383 -> 2 backend(s), VRID 60 priority 152 every 500ms, unicast to 2 peer(s)"),
-        "{summary}"
+        v3.contains("valid: VIP 192.0.2.100 on bond0, proxy 192.0.2.100:8383 -> 2 backend(s), VRID 60 priority 152 every 500ms, unicast to 2 peer(s)"),
+        "{v3}"
+    );
+    let mixed = import_then_validate("kubeadm-guide");
+    assert!(
+        mixed.contains("valid: VIP 192.0.2.100 on eth0, proxy 0.0.0.0:8443 -> 3 backend(s), VRID 51 priority 101 every 1s"),
+        "{mixed}"
     );
 }
 

@@ -643,7 +643,7 @@ fn settle(c: &ClientLoop, w: &HolderWatch, step: &str, t0: Instant) -> (Duration
 }
 
 #[test]
-#[ignore = "needs vipd to speak VRRPv2 (vrrp.version: mixed, issue 13); enabled when that lands"]
+
 fn keepalived_haproxy_cluster_moves_to_vipd_node_by_node() {
     let mut cl = Cluster::new();
     let names = NODES

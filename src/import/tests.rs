@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use super::*;
-use crate::config::{Config, ConfigError};
+use crate::config::Config;
 use crate::golden;
 
 fn corpus() -> Vec<PathBuf> {
@@ -83,30 +83,38 @@ fn corpus_matches_its_golden_files() {
     }
 }
 
-/// Keys of vipd's config that land with VRRPv2 support (issue 13); until the loader knows them, they are
-/// the only errors an imported config may have.
-const V2_KEYS: &[&str] = &["vrrp.version", "vrrp.authPass"];
-
+/// `vipd validate --config` accepts every import, and what it reads back is what the import meant: a
+/// Keepalived that speaks VRRPv2 becomes `mixed` with its password.
 #[test]
 fn every_imported_config_is_valid_for_vipd() {
+    use vrrp::proto::Version;
     for dir in corpus() {
         let (Some(yaml), _) = run(&dir) else { continue };
-        match Config::from_yaml(&yaml) {
-            Ok(_) => {}
-            Err(ConfigError::Invalid(errs)) => {
-                let other: Vec<String> = errs
-                    .iter()
-                    .filter(|e| {
-                        !(V2_KEYS.contains(&e.path.as_str())
-                            && e.message.starts_with("unknown key"))
-                    })
-                    .map(|e| e.to_string())
-                    .collect();
-                assert!(other.is_empty(), "{}: {other:?}\n{yaml}", dir.display());
-            }
+        let c = match Config::from_yaml(&yaml) {
+            Ok(c) => c,
             Err(e) => panic!("{}: {e}\n{yaml}", dir.display()),
+        };
+        let mixed = yaml.contains("\n  version: mixed ");
+        assert_eq!(c.vrrp.version == Version::Mixed, mixed, "{}", dir.display());
+        assert_eq!(
+            c.vrrp.auth_pass.is_some(),
+            yaml.contains("\n  authPass: "),
+            "{}",
+            dir.display()
+        );
+        if !mixed {
+            assert_eq!(c.vrrp.version, Version::V3, "{}", dir.display());
         }
     }
+    let kubeadm = corpus()
+        .into_iter()
+        .find(|d| d.ends_with("kubeadm-guide"))
+        .unwrap();
+    let c = Config::from_yaml(&run(&kubeadm).0.unwrap()).unwrap();
+    assert_eq!(
+        (c.vrrp.version, c.vrrp.auth_pass.as_deref()),
+        (Version::Mixed, Some("42"))
+    );
 }
 
 /// `file:line` references in a text, as `(file, line)`.
