@@ -47,6 +47,26 @@ pub enum Command {
     /// As root: a failover demo in network namespaces (3 vipd nodes, 3 fake apiservers, a client, a master
     /// killed and restarted), everything removed afterwards.
     Demo(crate::demo::DemoArgs),
+    /// Turn a node's keepalived.conf and haproxy.cfg into a vipd config (stdout); every setting that does
+    /// not carry over is named on stderr with its line.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The node's keepalived.conf.
+    #[arg(long, value_name = "FILE")]
+    pub keepalived: PathBuf,
+    /// The node's haproxy.cfg (its server lines become the backends; without it, Keepalived's LVS
+    /// virtual_server for the VIP gives them).
+    #[arg(long, value_name = "FILE")]
+    pub haproxy: Option<PathBuf>,
+    /// The vrrp_instance to import, when the file has several.
+    #[arg(long, value_name = "NAME")]
+    pub instance: Option<String>,
+    /// The HAProxy frontend (or listen section) to import, when the file has several.
+    #[arg(long, value_name = "NAME")]
+    pub frontend: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -172,6 +192,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run(&args, &mut err),
         Command::Manifest(args) => manifest(&args, &mut out, &mut err),
         Command::Demo(args) => crate::demo::main(&args),
+        Command::Import(args) => import(&args, &mut out, &mut err),
         Command::Status(args) => {
             let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -184,6 +205,30 @@ pub fn main() -> ExitCode {
                 }
             };
             rt.block_on(status(&args, &mut out, &mut err))
+        }
+    }
+}
+
+/// `vipd import`: the config to `out`, one line per setting not carried over to `err`; exit 1 and only the
+/// reason when something needed is missing or ambiguous.
+pub fn import(args: &ImportArgs, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
+    let opts = crate::import::ImportOptions {
+        keepalived: args.keepalived.clone(),
+        haproxy: args.haproxy.clone(),
+        instance: args.instance.clone(),
+        frontend: args.frontend.clone(),
+    };
+    match crate::import::import(&opts) {
+        Ok(imported) => {
+            for w in &imported.warnings {
+                let _ = writeln!(err, "{w}");
+            }
+            let _ = out.write_all(imported.yaml.as_bytes());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let _ = writeln!(err, "vipd import: {e}");
+            ExitCode::from(1)
         }
     }
 }

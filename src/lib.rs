@@ -7,6 +7,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod demo;
+pub mod import;
 pub mod live;
 pub mod localnet;
 pub mod logging;
