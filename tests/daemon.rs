@@ -305,7 +305,11 @@ fn admin_endpoints_metrics_status_and_capabilities() {
         })
     };
     let s = wait_healthy(2).expect("both backends healthy");
-    assert_eq!(keys(&s), set(&["node", "vrrp", "vip", "proxy", "backends"]));
+    assert_eq!(
+        keys(&s),
+        set(&["node", "vrrp", "vip", "proxy", "backends", "warnings"])
+    );
+    assert_eq!(s["warnings"], serde_json::json!([]), "{s}");
     assert_eq!(
         keys(&s["vrrp"]),
         set(&[
@@ -315,9 +319,11 @@ fn admin_endpoints_metrics_status_and_capabilities() {
             "effectivePriority",
             "masterAddress",
             "advertInterval",
-            "transitions"
+            "transitions",
+            "version"
         ])
     );
+    assert_eq!(s["vrrp"]["version"], "3");
     assert_eq!(keys(&s["vip"]), set(&["address", "held"]));
     assert_eq!(
         keys(&s["proxy"]),
