@@ -205,7 +205,7 @@ pub fn check(h: &[Event], opts: Options) -> Report {
     check_dual(&ss, &ws, &m, &mut r);
     check_processes(h, &mut r);
     if opts.require_observed {
-        check_observed(h, &ws, &mut r);
+        check_observed(h, &ws, &m.nodes, &mut r);
     }
     r
 }
@@ -398,7 +398,7 @@ fn check_processes(h: &[Event], r: &mut Report) {
 }
 
 /// Every fault that moves or touches the VIP left a trace in some node's metrics during its window.
-fn check_observed(h: &[Event], ws: &[Window], r: &mut Report) {
+fn check_observed(h: &[Event], ws: &[Window], nodes: &[String], r: &mut Report) {
     for w in ws.iter().filter(|w| {
         !matches!(
             w.kind,
@@ -407,7 +407,7 @@ fn check_observed(h: &[Event], ws: &[Window], r: &mut Report) {
     }) {
         let seen = h
             .iter()
-            .any(|e| matches!(e, Event::Observed { t, .. } if *t >= w.start && *t <= w.end));
+            .any(|e| matches!(e, Event::Observed { t, node, .. } if *t >= w.start && *t <= w.end && nodes.contains(node)));
         if !seen {
             r.violations.push(format!(
                 "{:.2}s: {} on {} is not visible in any node's metrics",

@@ -143,7 +143,10 @@ pub fn generate(seed: u64, seconds: f64, kinds: &[Kind], advert: f64) -> Vec<Fau
                 Kind::VipRemoved => 0.0,
                 _ => rng.range(1.0, 4.0),
             };
-            let settle = rng.range(4.0, 6.0);
+            // Long enough for the checker's bound after the heal, so each fault is judged on its own.
+            let settle = rng
+                .range(4.0, 6.0)
+                .max(super::check::bound(kind, 150, advert) + 1.5);
             let node = match kind {
                 Kind::LossyBackup => 1 + rng.below(2) as usize,
                 _ => rng.below(3) as usize,
