@@ -175,12 +175,21 @@ fn windows(h: &[Event], violations: &mut Vec<String>) -> Vec<Window> {
     out
 }
 
-type Samples<'a> = Vec<(f64, &'a [String], Option<&'a str>)>;
+/// (time, live holders, the node the client's entry names).
+type Samples<'a> = Vec<(f64, Vec<String>, Option<&'a str>)>;
 
 fn samples(h: &[Event]) -> Samples<'_> {
     h.iter()
         .filter_map(|e| match e {
-            Event::Sample { t, holders, arp } => Some((*t, holders.as_slice(), arp.as_deref())),
+            Event::Sample {
+                t,
+                holders,
+                arp,
+                down,
+            } => {
+                let live = holders.iter().filter(|n| !down.contains(n)).cloned();
+                Some((*t, live.collect(), arp.as_deref()))
+            }
             _ => None,
         })
         .collect()
@@ -216,7 +225,7 @@ fn stats(r: &mut Report, k: Kind) -> &mut KindStats {
 
 /// Convergence after each heal, and the stale-ARP seconds.
 fn check_holders(ss: &Samples<'_>, ws: &[Window], m: &Meta, expected: &str, r: &mut Report) {
-    let good = |s: &(f64, &[String], Option<&str>)| s.1 == [expected] && s.2 == Some(expected);
+    let good = |s: &(f64, Vec<String>, Option<&str>)| s.1 == [expected] && s.2 == Some(expected);
     for w in ws.iter().filter(|w| w.heal.is_finite()) {
         stats(r, w.kind).faults += 1;
         let after: Vec<_> = ss
@@ -305,9 +314,11 @@ fn check_requests(h: &[Event], ws: &[Window], m: &Meta, r: &mut Report) {
     r.requests = reqs.len();
     r.failed_requests = reqs.iter().filter(|q| !q.2).count();
     for w in ws.iter().filter(|w| w.heal.is_finite()) {
+        // Requests belong to the fault during whose window they ended: one still running when the next fault
+        // starts belongs to that fault.
         let inside: Vec<_> = reqs
             .iter()
-            .filter(|q| q.0 >= w.start && q.0 < w.end)
+            .filter(|q| q.1 > w.start && q.1 <= w.end)
             .collect();
         let outage = match inside.iter().position(|q| !q.2) {
             None => 0.0,
@@ -592,6 +603,41 @@ mod tests {
         assert!(v.contains("file descriptors grew"), "{v}");
         assert!(v.contains("not visible in any node's metrics"), "{v}");
         assert!(!v.contains("resident memory"), "{v}");
+    }
+
+    #[test]
+    fn a_stale_vip_on_a_killed_node_is_not_a_second_holder() {
+        let lines: Vec<String> = (0..20)
+            .map(|i| {
+                format!(
+                    r#"{{"type":"sample","t":{},"holders":["lb0","lb1"],"arp":"lb1","down":["lb0"]}}"#,
+                    1.1 + f64::from(i) * 0.1
+                )
+            })
+            .chain([fault(1.0, "kill9", "start"), fault(3.1, "kill9", "heal")])
+            .collect();
+        let mut h = history(&lines, (3.2, 12.0));
+        h.extend(history(&[], (0.0, 1.0)).into_iter().skip(1));
+        h.sort_by(|a, b| a.t().total_cmp(&b.t()));
+        let r = check(&h, OPTS);
+        assert!(r.ok(), "{:?}", r.violations);
+        assert_eq!(r.dual_holder_seconds, 0.0);
+    }
+
+    #[test]
+    fn a_request_cut_by_the_next_fault_belongs_to_it() {
+        let lines = vec![
+            fault(1.0, "api_kill", "start"),
+            fault(2.0, "api_kill", "heal"),
+            // Starts just before the next fault and fails because of it.
+            r#"{"type":"request","t":9.99,"end":11.0,"ok":false}"#.to_string(),
+            fault(10.0, "stop_long", "start"),
+            fault(11.0, "stop_long", "heal"),
+        ];
+        let r = check(&history(&lines, (0.0, 20.0)), OPTS);
+        assert!(r.ok(), "{:?}", r.violations);
+        assert_eq!(r.per_kind["api_kill"].outages, vec![0.0]);
+        assert!(r.per_kind["stop_long"].outages[0] > 0.0);
     }
 
     #[test]

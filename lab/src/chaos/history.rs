@@ -25,11 +25,15 @@ pub enum Event {
         phase: String,
     },
     /// Who holds the VIP (addresses on the interfaces) and which node's MAC the client's neighbour entry
-    /// names (`None`: no entry or an unknown MAC).
+    /// names (`None`: no entry or an unknown MAC). `down`: nodes whose daemon the run has killed or stopped
+    /// and not yet restarted; a VIP left on such a node's interface is a stale address nobody serves, not a
+    /// second VRRP master.
     Sample {
         t: f64,
         holders: Vec<String>,
         arp: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        down: Vec<String>,
     },
     /// One client request through the VIP: when it started and ended, and how it went.
     Request {

@@ -259,7 +259,16 @@ impl Runner {
         let t = self.now();
         let holders = self.w.holders();
         let arp = self.w.client_arp();
-        self.record(Event::Sample { t, holders, arp });
+        let down = (0..3)
+            .filter(|&i| self.down[i])
+            .map(|i| LBS[i].to_string())
+            .collect();
+        self.record(Event::Sample {
+            t,
+            holders,
+            arp,
+            down,
+        });
         self.check_exits();
         if force_slow || self.last_slow.elapsed() >= SLOW_EVERY {
             self.last_slow = Instant::now();

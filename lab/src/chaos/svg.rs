@@ -89,7 +89,9 @@ fn draw_samples(
     let samples: Vec<(f64, &Vec<String>, &Option<String>)> = h
         .iter()
         .filter_map(|e| match e {
-            Event::Sample { t, holders, arp } => Some((*t, holders, arp)),
+            Event::Sample {
+                t, holders, arp, ..
+            } => Some((*t, holders, arp)),
             _ => None,
         })
         .collect();

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The long chaos run (issue 17): the same seeded fault schedule against vipd and against Keepalived 2.2 +
+# HAProxy 2.6 in the namespace lab (examples/chaos.rs; needs root, keepalived, haproxy, nft), each history
+# checked by vipd_lab::chaos::check, drawn as an SVG timeline, and summed up side by side in
+# bench/RESULTS-chaos.md.
+#   bench/chaos.sh --minutes 60 [--seed N]       (default 60 minutes per implementation, seed 17)
+# Histories (JSON lines), reports and timelines go to bench/chaos/; the vipd timeline is bench/chaos-timeline.svg.
+# Bounded: the driver is killed after 2 x minutes + 20 minutes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MINUTES=60
+SEED=17
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --minutes) MINUTES=$2; shift 2 ;;
+        --seed) SEED=$2; shift 2 ;;
+        *) echo "usage: $0 [--minutes M] [--seed N]" >&2; exit 2 ;;
+    esac
+done
+OUTDIR=bench/chaos
+OUT=bench/RESULTS-chaos.md
+REV=$(git describe --always --dirty)
+LIMIT=$(awk -v m="$MINUTES" 'BEGIN { printf "%d", (2 * m + 20) * 60 }')
+
+cargo build --release -q -p vipd -p vipd-lab --bins
+cargo build --release -q -p vipd --example chaos
+mkdir -p "$OUTDIR"
+START=$(date +%s)
+timeout -k 30 "$LIMIT" target/release/examples/chaos --minutes "$MINUTES" --seed "$SEED" --imp both \
+    --out "$OUTDIR" --vipd target/release/vipd 2> >(tee "$OUTDIR/driver.log" >&2)
+END=$(date +%s)
+cp "$OUTDIR/vipd-$SEED.svg" bench/chaos-timeline.svg
+cp "$OUTDIR/keepalived-haproxy-$SEED.svg" bench/chaos-timeline-keepalived.svg
+
+{
+    echo "# Chaos run: vipd vs Keepalived + HAProxy under the same seeded faults"
+    echo
+    echo "Written by \`bench/chaos.sh --minutes $MINUTES --seed $SEED\` at revision \`$REV\` on $(date -u +%Y-%m-%d)"
+    echo "($(( (END - START) / 60 )) min wall clock for both runs). Rerun the hour-long figures with"
+    echo "\`bench/chaos.sh --minutes 60 --seed $SEED\`; the seed fixes the schedule, so a run is replayed exactly."
+    echo
+    echo "Machine: $(nproc) cores, $(uname -r); $(keepalived --version 2>&1 | head -1); $(haproxy -v 2>&1 | head -1 | cut -d' ' -f1-3)."
+    echo
+    cat "$OUTDIR/summary.md"
+    echo
+    echo "Timelines (rows: VIP holders, the client's neighbour entry (red = names a node without the VIP),"
+    echo "faults, failed requests): vipd ![vipd timeline](chaos-timeline.svg), Keepalived + HAProxy"
+    echo "![keepalived timeline](chaos-timeline-keepalived.svg)."
+    echo
+    echo "Violations of the checker's invariants (the bounds: \`lab/src/chaos/check.rs\`):"
+    echo
+    for f in "$OUTDIR"/*-"$SEED".json; do
+        echo "- $(basename "$f" .json): $(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(len(r["violations"]), "violation(s)"); [print("  -", v) for v in r["violations"][:20]]' "$f")"
+    done
+} > "$OUT"
+echo "wrote $OUT"
