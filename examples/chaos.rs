@@ -28,10 +28,36 @@ struct Args {
     /// The vipd binary (default: target/<profile>/vipd next to this example).
     #[arg(long)]
     vipd: Option<PathBuf>,
+    /// Run nothing: check these recorded histories (JSON lines), print the table and the violations.
+    #[arg(long, num_args = 1..)]
+    check: Vec<PathBuf>,
+}
+
+fn check_files(files: &[PathBuf]) -> Result<()> {
+    let mut reports = Vec::new();
+    for f in files {
+        let events =
+            vipd_lab::chaos::history::read(std::io::BufReader::new(std::fs::File::open(f)?))?;
+        let r = check(
+            &events,
+            Options {
+                require_observed: false,
+            },
+        );
+        for v in &r.violations {
+            eprintln!("{}: {v}", f.display());
+        }
+        reports.push(r);
+    }
+    print!("{}", markdown(&reports));
+    Ok(())
 }
 
 fn main() -> Result<()> {
     let a = Args::parse();
+    if !a.check.is_empty() {
+        return check_files(&a.check);
+    }
     let vipd = match a.vipd {
         Some(p) => p,
         None => std::env::current_exe()?

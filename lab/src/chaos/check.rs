@@ -55,7 +55,8 @@ pub fn bound(kind: Kind, top_priority: u8, advert: f64) -> f64 {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct KindStats {
     pub faults: usize,
-    /// Client-visible outage per fault, seconds (first failed request to the next success).
+    /// Client-visible outage per fault, seconds: its longest run of failed requests, from the first one's
+    /// start to the end of the success after it.
     pub outages: Vec<f64>,
     /// Seconds from heal to one correct holder with the client on it.
     pub converge: Vec<f64>,
@@ -320,17 +321,7 @@ fn check_requests(h: &[Event], ws: &[Window], m: &Meta, r: &mut Report) {
             .iter()
             .filter(|q| q.1 > w.start && q.1 <= w.end)
             .collect();
-        let outage = match inside.iter().position(|q| !q.2) {
-            None => 0.0,
-            Some(first_bad) => {
-                let last_bad = inside.iter().rposition(|q| !q.2).unwrap_or(first_bad);
-                let recovered = inside[last_bad..]
-                    .iter()
-                    .find(|q| q.2)
-                    .map_or(w.end, |q| q.1);
-                recovered - inside[first_bad].0
-            }
-        };
+        let outage = longest_outage(&inside, w.end);
         stats(r, w.kind).outages.push(outage);
         let bound = bound(w.kind, m.top_priority, m.advert) + REQUEST_TIMEOUT;
         if let Some(q) = inside.iter().rev().find(|q| !q.2) {
@@ -350,6 +341,27 @@ fn check_requests(h: &[Event], ws: &[Window], m: &Meta, r: &mut Report) {
             ));
         }
     }
+}
+
+/// The longest run of failed requests, from the first one's start to the end of the success after it (or
+/// `end`): what the client saw as one outage. A fault can cause two (failover, then failback).
+fn longest_outage(reqs: &[&(f64, f64, bool)], end: f64) -> f64 {
+    let mut worst: f64 = 0.0;
+    let mut run_start: Option<f64> = None;
+    for q in reqs {
+        match (q.2, run_start) {
+            (false, None) => run_start = Some(q.0),
+            (true, Some(s)) => {
+                worst = worst.max(q.1 - s);
+                run_start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = run_start {
+        worst = worst.max(end - s);
+    }
+    worst
 }
 
 /// Unexpected exits, and descriptors / memory flat over each process's life.
