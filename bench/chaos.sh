@@ -11,11 +11,14 @@ cd "$(dirname "$0")/.."
 
 MINUTES=60
 SEED=17
+REPORT_ONLY=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --minutes) MINUTES=$2; shift 2 ;;
         --seed) SEED=$2; shift 2 ;;
-        *) echo "usage: $0 [--minutes M] [--seed N]" >&2; exit 2 ;;
+        # Write the results file from the histories already in bench/chaos/{vipd,pair}/ (runs made by hand).
+        --report-only) REPORT_ONLY=1; shift ;;
+        *) echo "usage: $0 [--minutes M] [--seed N] [--report-only]" >&2; exit 2 ;;
     esac
 done
 OUTDIR=bench/chaos
@@ -23,25 +26,31 @@ OUT=bench/RESULTS-chaos.md
 REV=$(git describe --always --dirty)
 LIMIT=$(awk -v m="$MINUTES" 'BEGIN { printf "%d", (2 * m + 20) * 60 }')
 
-cargo build --release -q -p vipd -p vipd-lab --bins
-cargo build --release -q -p vipd --example chaos
+# CHAOS_BIN: a chaos driver built already (skips the release build; fake-apiserver must sit next to it).
+BIN=${CHAOS_BIN:-target/release/examples/chaos}
+if [ -z "${CHAOS_BIN:-}" ]; then
+    cargo build --release -q -p vipd -p vipd-lab --bins
+    cargo build --release -q -p vipd --example chaos
+fi
 mkdir -p "$OUTDIR"
 START=$(date +%s)
+if [ "$REPORT_ONLY" = 0 ]; then
 # Both implementations at once, each in its own lab (namespaces chsv-*, chsk-*): the same schedule under the
 # same machine load. Then one check of both histories writes the side-by-side table.
 PIDS=()
 for imp in vipd pair; do
     mkdir -p "$OUTDIR/$imp"
-    timeout -k 30 "$LIMIT" target/release/examples/chaos --minutes "$MINUTES" --seed "$SEED" --imp "$imp" \
+    timeout -k 30 "$LIMIT" "$BIN" --minutes "$MINUTES" --seed "$SEED" --imp "$imp" \
         --out "$OUTDIR/$imp" --vipd target/release/vipd 2> "$OUTDIR/$imp/driver.log" &
     PIDS+=($!)
 done
 RC=0
 for p in "${PIDS[@]}"; do wait "$p" || RC=$?; done
 [ "$RC" = 0 ] || { echo "a chaos driver failed (exit $RC); see $OUTDIR/*/driver.log" >&2; exit "$RC"; }
+fi
 END=$(date +%s)
 mv "$OUTDIR"/vipd/vipd-"$SEED".* "$OUTDIR"/pair/keepalived-haproxy-"$SEED".* "$OUTDIR"/
-target/release/examples/chaos --check "$OUTDIR/vipd-$SEED.jsonl" "$OUTDIR/keepalived-haproxy-$SEED.jsonl" \
+"$BIN" --check "$OUTDIR/vipd-$SEED.jsonl" "$OUTDIR/keepalived-haproxy-$SEED.jsonl" \
     > "$OUTDIR/summary.md" 2> "$OUTDIR/violations.txt" || true
 cp "$OUTDIR/vipd-$SEED.svg" bench/chaos-timeline.svg
 cp "$OUTDIR/keepalived-haproxy-$SEED.svg" bench/chaos-timeline-keepalived.svg
@@ -49,8 +58,14 @@ cp "$OUTDIR/keepalived-haproxy-$SEED.svg" bench/chaos-timeline-keepalived.svg
 {
     echo "# Chaos run: vipd vs Keepalived + HAProxy under the same seeded faults"
     echo
-    echo "Written by \`bench/chaos.sh --minutes $MINUTES --seed $SEED\` at revision \`$REV\` on $(date -u +%Y-%m-%d)"
-    echo "($(( (END - START) / 60 )) min wall clock; both implementations ran at the same time, each in its own lab). Rerun the hour-long figures with"
+    if [ "$REPORT_ONLY" = 0 ]; then
+        echo "Written by \`bench/chaos.sh --minutes $MINUTES --seed $SEED\` at revision \`$REV\` on $(date -u +%Y-%m-%d)"
+        echo "($(( (END - START) / 60 )) min wall clock; both implementations ran at the same time, each in its own lab)."
+    else
+        echo "Histories recorded by \`examples/chaos --minutes $MINUTES --seed $SEED --imp {vipd,pair}\` (both at the same"
+        echo "time, each in its own lab), report by \`bench/chaos.sh --report-only\`, revision \`$REV\`, $(date -u +%Y-%m-%d)."
+    fi
+    echo "Rerun the hour-long figures with"
     echo "\`bench/chaos.sh --minutes 60 --seed $SEED\`; the seed fixes the schedule, so a run is replayed exactly."
     echo
     echo "Machine: $(nproc) cores, $(uname -r); $(keepalived --version 2>&1 | head -1); $(haproxy -v 2>&1 | head -1 | cut -d' ' -f1-3)."

@@ -38,12 +38,25 @@ fn check_files(files: &[PathBuf]) -> Result<()> {
     for f in files {
         let events =
             vipd_lab::chaos::history::read(std::io::BufReader::new(std::fs::File::open(f)?))?;
+        // vipd's history carries its metrics' evidence; Keepalived's has only its log lines.
+        let vipd = events.iter().any(|e| {
+            matches!(e, vipd_lab::chaos::history::Event::Meta { implementation, .. } if implementation == "vipd")
+        });
         let r = check(
             &events,
             Options {
-                require_observed: false,
+                require_observed: vipd,
             },
         );
+        let title = format!(
+            "{} seed {}: holders, client ARP entry, faults, failed requests",
+            r.implementation, r.seed
+        );
+        std::fs::write(
+            f.with_extension("svg"),
+            svg::render(&events, &title, 1400.0),
+        )?;
+        std::fs::write(f.with_extension("json"), serde_json::to_string_pretty(&r)?)?;
         for v in &r.violations {
             eprintln!("{}: {v}", f.display());
         }

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use super::history::Event;
 
 const COLOURS: [&str; 3] = ["#2b7bb9", "#3a9b4a", "#c08a1e"];
+const RED: &str = "#d62728";
 const ROW: f64 = 26.0;
 const LEFT: f64 = 90.0;
 
@@ -95,34 +96,58 @@ fn draw_samples(
             _ => None,
         })
         .collect();
+    // One style per row and sample interval; equal neighbours merge into one rectangle, so an hour's
+    // history draws as a few hundred shapes.
+    let rows = nodes.len() + 1;
+    let mut open: Vec<Option<(f64, Style)>> = vec![None; rows];
     for w in samples.windows(2) {
-        let ((t, holders, arp), (t2, _, _)) = (w[0], w[1]);
-        let (x1, wd) = (x(t), (x(t2) - x(t)).max(0.5));
-        for (r, n) in nodes.iter().enumerate() {
-            if holders.contains(n) {
-                let fill = if holders.len() > 1 {
-                    "#d62728"
-                } else {
-                    COLOURS[r % 3]
-                };
-                let _ = writeln!(
-                    s,
-                    r#"<rect x="{x1:.1}" y="{:.1}" width="{wd:.1}" height="18" fill="{fill}"/>"#,
-                    row_y(r) + 2.0
-                );
+        let (t, holders, arp) = w[0];
+        for (r, cur) in open.iter_mut().enumerate() {
+            let style = if r < nodes.len() {
+                holders.contains(&nodes[r]).then(|| {
+                    let fill = if holders.len() > 1 {
+                        RED
+                    } else {
+                        COLOURS[r % 3]
+                    };
+                    (fill, 18)
+                })
+            } else {
+                arp.as_ref().map(|a| {
+                    let i = nodes.iter().position(|n| n == a).unwrap_or(0);
+                    if holders.contains(a) {
+                        (COLOURS[i % 3], 10)
+                    } else {
+                        (RED, 18)
+                    }
+                })
+            };
+            if cur.as_ref().map(|c| c.1) != Some(style) {
+                if let Some((start, st)) = cur.take() {
+                    rect(s, x(start), x(t), row_y(r), st);
+                }
+                *cur = Some((t, style));
             }
         }
-        if let Some(a) = arp {
-            let r = nodes.iter().position(|n| n == a).unwrap_or(0);
-            let stale = !holders.contains(a);
-            let fill = if stale { "#d62728" } else { COLOURS[r % 3] };
-            let _ = writeln!(
-                s,
-                r#"<rect x="{x1:.1}" y="{:.1}" width="{wd:.1}" height="{}" fill="{fill}"/>"#,
-                row_y(nodes.len()) + 2.0,
-                if stale { 18 } else { 10 }
-            );
+    }
+    let end = samples.last().map_or(0.0, |l| l.0);
+    for (r, cur) in open.into_iter().enumerate() {
+        if let Some((start, st)) = cur {
+            rect(s, x(start), x(end), row_y(r), st);
         }
+    }
+}
+
+type Style = Option<(&'static str, u32)>;
+
+fn rect(s: &mut String, x1: f64, x2: f64, y: f64, st: Style) {
+    if let Some((fill, h)) = st {
+        let _ = writeln!(
+            s,
+            r#"<rect x="{x1:.1}" y="{:.1}" width="{:.1}" height="{h}" fill="{fill}"/>"#,
+            y + 2.0,
+            (x2 - x1).max(0.5)
+        );
     }
 }
 
@@ -163,14 +188,18 @@ fn draw_faults(s: &mut String, h: &[Event], x: &impl Fn(f64) -> f64, y: f64) {
 }
 
 fn draw_requests(s: &mut String, h: &[Event], x: &impl Fn(f64) -> f64, y: f64) {
+    let mut last = f64::NEG_INFINITY;
     for e in h {
         if let Event::Request { t, ok: false, .. } = e {
-            let _ = writeln!(
-                s,
-                r##"<rect x="{:.1}" y="{:.1}" width="1" height="18" fill="#d62728"/>"##,
-                x(*t),
-                y + 2.0
-            );
+            // Failures closer than a pixel share one tick.
+            if x(*t) - last >= 1.0 {
+                last = x(*t);
+                let _ = writeln!(
+                    s,
+                    r#"<rect x="{last:.1}" y="{:.1}" width="1" height="18" fill="{RED}"/>"#,
+                    y + 2.0
+                );
+            }
         }
     }
 }
