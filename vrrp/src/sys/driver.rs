@@ -298,6 +298,12 @@ impl Driver {
             // Execute now so a VIP removed by LinkDown is not mistaken below for one someone else removed.
             self.execute().await;
         }
+        if self.router.state() != State::Master && self.vip_held && st.vip_present {
+            // A removal that failed (netlink error) left the VIP on a node that is not master: two nodes
+            // would answer for it. Retry on every reading until it is gone.
+            tracing::warn!(vip = %self.cfg.vip, "VIP still on the interface after leaving master: removing it");
+            self.remove_vip().await;
+        }
         if self.router.state() == State::Master && !st.vip_present {
             // The watch's reading may predate our own add: confirm before acting.
             match self.net.has(self.cfg.vip).await {
