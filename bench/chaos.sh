@@ -76,7 +76,11 @@ cp "$OUTDIR/keepalived-haproxy-$SEED.svg" bench/chaos-timeline-keepalived.svg
     echo "faults, failed requests): vipd ![vipd timeline](chaos-timeline.svg), Keepalived + HAProxy"
     echo "![keepalived timeline](chaos-timeline-keepalived.svg)."
     echo
-    echo "Violations of the checker's invariants (the bounds: \`lab/src/chaos/check.rs\`):"
+    if [ -f bench/RESULTS-chaos.notes.md ]; then cat bench/RESULTS-chaos.notes.md; echo; fi
+    echo "## Violations of the checker's invariants"
+    echo
+    echo "The bounds are in \`lab/src/chaos/check.rs\` (RFC timers of each fault kind plus 2.5 s of slack); the first"
+    echo "20 per implementation:"
     echo
     for f in "$OUTDIR"/*-"$SEED".json; do
         echo "- $(basename "$f" .json): $(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(len(r["violations"]), "violation(s)"); [print("  -", v) for v in r["violations"][:20]]' "$f")"

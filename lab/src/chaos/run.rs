@@ -149,23 +149,17 @@ impl Runner {
         }
         self.fault_event(&f, "start");
         let hold = Duration::from_secs_f64(f.hold);
+        self.apply_and_hold(&f, hold)?;
+        self.fault_event(&f, "heal");
+        self.settle(Duration::from_secs_f64(f.settle));
+        Ok(())
+    }
+
+    /// Apply `f`, keep it for `hold` (sampling), and undo it.
+    fn apply_and_hold(&mut self, f: &Fault, hold: Duration) -> Result<()> {
         let i = f.node;
-        let ns = self.w.lab.node(LBS[i]).ns.name().to_string();
         match f.kind {
-            Kind::Kill9 | Kind::Sigterm => {
-                self.down[i] = true;
-                if let Some(lb) = self.w.lbs[i].as_mut() {
-                    if f.kind == Kind::Kill9 {
-                        lb.kill9();
-                    } else {
-                        lb.sigterm();
-                    }
-                }
-                self.settle(hold);
-                self.w.lbs[i] = None;
-                self.w.lbs[i] = Some(self.w.start_lb(i)?);
-                self.down[i] = false;
-            }
+            Kind::Kill9 | Kind::Sigterm => self.stop_and_restart(i, f.kind == Kind::Kill9, hold)?,
             Kind::StopShort | Kind::StopLong => {
                 self.signal(i, Signal::SIGSTOP);
                 self.settle(hold);
@@ -176,51 +170,73 @@ impl Runner {
                 self.settle(hold);
                 self.w.lab.link_up(LBS[i])?;
             }
-            Kind::LinkFlap => {
-                let end = Instant::now() + hold;
-                let mut up = true;
-                while Instant::now() < end {
-                    if up {
-                        self.w.lab.link_down(LBS[i])?;
-                    } else {
-                        self.w.lab.link_up(LBS[i])?;
-                    }
-                    up = !up;
-                    self.settle(Duration::from_millis(400));
-                }
-                self.w.lab.link_up(LBS[i])?;
-            }
+            Kind::LinkFlap => self.flap(i, hold)?,
             Kind::Loss => self.net(i, &[NetDrop::Loss(30)], hold)?,
             Kind::VrrpPartition => self.net(i, &[NetDrop::VrrpIn, NetDrop::VrrpOut], hold)?,
-            Kind::LossyBackup => {
-                let n = &self.w.lab.node(LBS[i]).ns;
-                inject::set(n, &[NetDrop::VrrpIn, NetDrop::VrrpOut])?;
-                self.settle(Duration::from_millis(600));
-                let n = &self.w.lab.node(LBS[i]).ns;
-                inject::set(n, &[NetDrop::VrrpOut])?;
-                self.settle(hold.saturating_sub(Duration::from_millis(600)));
-                inject::clear(&self.w.lab.node(LBS[i]).ns)?;
-            }
+            Kind::LossyBackup => self.lossy_backup(i, hold)?,
             Kind::VipRemoved => {
                 let _ = self.w.remove_vip(LBS[i]);
             }
             Kind::ApiStall => {
-                self.api_signal(f.node, Signal::SIGUSR2);
+                self.api_signal(i, Signal::SIGUSR2);
                 self.settle(hold);
-                self.api_signal(f.node, Signal::SIGUSR2);
+                self.api_signal(i, Signal::SIGUSR2);
             }
             Kind::ApiKill => {
-                if let Some(mut p) = self.w.apis[f.node].take() {
+                if let Some(mut p) = self.w.apis[i].take() {
                     p.kill9();
                 }
                 self.settle(hold);
-                self.w.apis[f.node] = Some(self.w.start_api(f.node)?);
+                self.w.apis[i] = Some(self.w.start_api(i)?);
             }
         }
-        let _ = ns;
-        self.fault_event(&f, "heal");
-        self.settle(Duration::from_secs_f64(f.settle));
         Ok(())
+    }
+
+    /// kill -9 or SIGTERM the node's load balancer; restart it after `hold`.
+    fn stop_and_restart(&mut self, i: usize, kill9: bool, hold: Duration) -> Result<()> {
+        self.down[i] = true;
+        if let Some(lb) = self.w.lbs[i].as_mut() {
+            if kill9 {
+                lb.kill9();
+            } else {
+                lb.sigterm();
+            }
+        }
+        self.settle(hold);
+        self.w.lbs[i] = None;
+        self.w.lbs[i] = Some(self.w.start_lb(i)?);
+        self.down[i] = false;
+        Ok(())
+    }
+
+    /// The node's switch port down and up every 0.4 s for `hold`, then up.
+    fn flap(&mut self, i: usize, hold: Duration) -> Result<()> {
+        let end = Instant::now() + hold;
+        let mut up = true;
+        while Instant::now() < end {
+            if up {
+                self.w.lab.link_down(LBS[i])?;
+            } else {
+                self.w.lab.link_up(LBS[i])?;
+            }
+            up = !up;
+            self.settle(Duration::from_millis(400));
+        }
+        self.w.lab.link_up(LBS[i])
+    }
+
+    /// The scenario 2: VRRP lost both ways for 0.6 s, then only the node's own for the rest of `hold`.
+    fn lossy_backup(&mut self, i: usize, hold: Duration) -> Result<()> {
+        let deaf = Duration::from_millis(600);
+        inject::set(
+            &self.w.lab.node(LBS[i]).ns,
+            &[NetDrop::VrrpIn, NetDrop::VrrpOut],
+        )?;
+        self.settle(deaf);
+        inject::set(&self.w.lab.node(LBS[i]).ns, &[NetDrop::VrrpOut])?;
+        self.settle(hold.saturating_sub(deaf));
+        inject::clear(&self.w.lab.node(LBS[i]).ns)
     }
 
     fn net(&mut self, i: usize, drops: &[NetDrop], hold: Duration) -> Result<()> {
