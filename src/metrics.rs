@@ -193,6 +193,18 @@ fn encode_vrrp_counters(
     )?;
     counter(
         enc,
+        "vipd_vrrp_garp_repair_sent",
+        "Gratuitous ARP / NA frames naming the new master's MAC, sent after stepping down",
+        &[(vr(), c(&st.garp_repair_sent))],
+    )?;
+    counter(
+        enc,
+        "vipd_vrrp_garp_repair_skipped",
+        "Repairs after stepping down skipped: the new master's MAC was not seen",
+        &[(vr(), c(&st.garp_repair_skipped))],
+    )?;
+    counter(
+        enc,
         "vipd_vrrp_netlink_errors",
         "Netlink operations that failed (VIP add/remove, link watch)",
         &[(vr(), c(&st.netlink_errors))],

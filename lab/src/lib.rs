@@ -12,6 +12,7 @@
 //! - [`tools`]: the programs the lab runs, checked before they run (a missing one names its package).
 
 pub mod apiserver;
+pub mod chaos;
 pub mod netns;
 pub mod tools;
 pub mod vipd;

@@ -40,8 +40,15 @@ fn ethernet(out: &mut Vec<u8>, dst: [u8; 6], src: [u8; 6], ethertype: u16) {
 /// A request rather than a reply, with the broadcast target MAC, because that is what Keepalived sends and what
 /// every switch and Linux neighbour table updates from.
 pub fn gratuitous_arp(mac: [u8; 6], vip: Ipv4Addr) -> Vec<u8> {
+    gratuitous_arp_for(mac, mac, vip)
+}
+
+/// A gratuitous ARP sent from `eth_src` that says `vip` is at `mac`: a node that stepped down repairs the
+/// neighbour entries its own announcement moved (see `Router::start_repair`). The Ethernet source stays the
+/// sender's own, so switches keep `mac` on the port it really is on.
+pub fn gratuitous_arp_for(eth_src: [u8; 6], mac: [u8; 6], vip: Ipv4Addr) -> Vec<u8> {
     let mut out = Vec::with_capacity(42);
-    ethernet(&mut out, BROADCAST, mac, ETHERTYPE_ARP);
+    ethernet(&mut out, BROADCAST, eth_src, ETHERTYPE_ARP);
     out.extend_from_slice(&1u16.to_be_bytes()); // Ethernet
     out.extend_from_slice(&0x0800u16.to_be_bytes()); // IPv4
     out.extend_from_slice(&[6, 4]);
@@ -58,6 +65,12 @@ pub fn gratuitous_arp(mac: [u8; 6], vip: Ipv4Addr) -> Vec<u8> {
 /// The IPv6 source is the VIP itself, as Keepalived does: the VIP may be the only global address the node
 /// has on that link, and neighbours accept an NA from any source with hop limit 255.
 pub fn unsolicited_na(mac: [u8; 6], vip: Ipv6Addr) -> Vec<u8> {
+    unsolicited_na_for(mac, mac, vip)
+}
+
+/// An unsolicited NA sent from `eth_src` whose target link-layer address is `mac` (see
+/// [`gratuitous_arp_for`]).
+pub fn unsolicited_na_for(eth_src: [u8; 6], mac: [u8; 6], vip: Ipv6Addr) -> Vec<u8> {
     let mut icmp = Vec::with_capacity(32);
     icmp.extend_from_slice(&[ICMPV6_NA, 0, 0, 0]);
     icmp.extend_from_slice(&[NA_FLAG_OVERRIDE, 0, 0, 0]);
@@ -73,7 +86,7 @@ pub fn unsolicited_na(mac: [u8; 6], vip: Ipv6Addr) -> Vec<u8> {
     icmp[2..4].copy_from_slice(&sum.finish().to_be_bytes());
 
     let mut out = Vec::with_capacity(14 + 40 + icmp.len());
-    ethernet(&mut out, ALL_NODES_MAC, mac, ETHERTYPE_IPV6);
+    ethernet(&mut out, ALL_NODES_MAC, eth_src, ETHERTYPE_IPV6);
     out.extend_from_slice(&[0x60, 0, 0, 0]); // version 6, traffic class 0, flow label 0
     out.extend_from_slice(&(icmp.len() as u16).to_be_bytes());
     out.extend_from_slice(&[IPPROTO_ICMPV6, 255]);

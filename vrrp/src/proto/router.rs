@@ -10,6 +10,7 @@
 //!   which ends a dual-master period after a partition within one delivery. Beyond RFC 9568, it also sends
 //!   gratuitous ARP / NA (hosts may have learnt the other master's MAC), and a master that steps down to a
 //!   higher priority sends one last advertisement so that the winner hears there was a second master.
+//! - Repair after stepping down ([`Action::AnnounceFor`]): see [`Router::repair_announce`].
 //! - Preempt delay (Keepalived's `preempt_delay`): a backup that could preempt a lower-priority master keeps
 //!   accepting its advertisements for `preempt_delay` after first hearing it, then takes over.
 //! - Fault: link down or a `fault` tracking policy; a master leaving for a fault sends priority 0 so a backup
@@ -116,6 +117,14 @@ pub enum Action {
     Announce {
         count: u32,
     },
+    /// Send `count` gratuitous ARP / unsolicited NA frames for every VIP that name `master`'s MAC address, not
+    /// ours (the Ethernet source stays ours, so no switch learns the master's MAC on our port). The driver
+    /// knows `master`'s MAC from the Ethernet source of its advertisements; it skips (and counts) the repair
+    /// when it has not seen one.
+    AnnounceFor {
+        master: IpAddr,
+        count: u32,
+    },
     StateChanged {
         from: State,
         to: State,
@@ -161,6 +170,12 @@ enum Wire {
 /// At most one dual-master re-announcement episode per this long.
 const REASSERT_MIN_GAP: Duration = Duration::from_secs(1);
 
+/// Repair bursts after stepping down, at these offsets; each burst is `garp_repeat` frames. The first two
+/// cover the instant of the step-down and the moment after any other loser of the same episode has stepped
+/// down too; the later ones ride out a lossy link (30% loss loses five frames in a row 0.2% of the time, and
+/// three bursts in a row practically never).
+const REPAIR_AT_SECONDS: [f64; 3] = [1.0, 2.0, 4.0];
+
 #[derive(Debug)]
 pub struct Router {
     cfg: RouterConfig,
@@ -186,6 +201,11 @@ pub struct Router {
     reasserted_at: Option<Instant>,
     /// Mixed mode: the last VRRPv3 sender and when, so its VRRPv2 copies are not counted twice.
     v3_heard: Option<(IpAddr, Instant)>,
+    /// After stepping down: when the next repair burst is due, and when we stepped down.
+    repair_at: Option<Instant>,
+    stepped_down_at: Option<Instant>,
+    /// When the master (`master_address`) was last heard, so a repair never speaks for a master that is gone.
+    master_heard_at: Option<Instant>,
     actions: VecDeque<Action>,
 }
 
@@ -208,6 +228,9 @@ impl Router {
             reannounce_at: None,
             reasserted_at: None,
             v3_heard: None,
+            repair_at: None,
+            stepped_down_at: None,
+            master_heard_at: None,
             actions: VecDeque::new(),
         }
     }
@@ -252,6 +275,7 @@ impl Router {
             self.garp_delay_at,
             self.garp_refresh_at,
             self.reannounce_at,
+            self.repair_at,
         ]
         .into_iter()
         .flatten()
@@ -349,6 +373,7 @@ impl Router {
         self.garp_delay_at = None;
         self.garp_refresh_at = None;
         self.reannounce_at = None;
+        self.repair_at = None;
     }
 
     fn on_startup(&mut self, now: Instant) {
@@ -535,6 +560,7 @@ impl Router {
             self.preempt_at = None;
         }
         self.master_address = Some(src);
+        self.master_heard_at = Some(now);
         self.learn_interval(adv);
         self.down_reason = TransitionReason::MasterDown;
         self.master_down_at = Some(now + self.master_down_interval());
@@ -562,9 +588,59 @@ impl Router {
         self.actions.push_back(Action::RemoveVips);
         self.transition(State::Backup, TransitionReason::HigherPriority);
         self.master_address = Some(src);
+        self.master_heard_at = Some(now);
         self.learn_interval(adv);
         self.down_reason = TransitionReason::MasterDown;
         self.master_down_at = Some(now + self.master_down_interval());
+        self.start_repair(now);
+    }
+
+    /// A master that steps down to a better one has told the LAN, with its own gratuitous ARPs, that the VIP
+    /// is at its MAC; hosts that heard it now send the VIP's traffic to a node that no longer holds it. The
+    /// RFC leaves the repair to the winner, and the winner only learns of it by hearing the loser's
+    /// advertisements (RFC 9568 6.4.3, and our last advertisement above). When the loser's own VRRP packets
+    /// are lost (the lossy link that made it time out in the first place), the winner never hears them, never
+    /// re-announces, and hosts keep the loser's MAC until their neighbour entry fails, seconds later.
+    ///
+    /// So the loser repairs what its announcement broke, depending on nothing it cannot see itself: it sends
+    /// gratuitous ARP / NA naming the winner's MAC, at once, one advertisement interval later (by then any
+    /// other loser of the same episode has stepped down, and we speak for whoever won in the end), and at
+    /// [`REPAIR_AT_SECONDS`], against loss. Each burst names the master as now known, and only one heard
+    /// within the last two advertisement intervals, so a repair never points hosts at a master that
+    /// died meanwhile: the next master announces itself. The frames carry what the winner announces anyway,
+    /// so they are harmless beside any peer (Keepalived included), and the winner needs no change.
+    fn start_repair(&mut self, now: Instant) {
+        if self.cfg.garp_repeat == 0 {
+            return;
+        }
+        self.stepped_down_at = Some(now);
+        self.repair_announce(now);
+        self.repair_at = Some(now + self.master_adver_interval.as_duration());
+    }
+
+    /// One repair burst on behalf of the master as now known (see [`Router::start_repair`]).
+    fn repair_announce(&mut self, now: Instant) {
+        let fresh = self.master_heard_at.is_some_and(|t| {
+            now.saturating_duration_since(t) <= self.master_adver_interval.as_duration() * 2
+        });
+        if let (Some(master), true) = (self.master_address, fresh) {
+            self.actions.push_back(Action::AnnounceFor {
+                master,
+                count: self.cfg.garp_repeat,
+            });
+        }
+    }
+
+    /// Schedule the repair burst after the one just sent, if any.
+    fn next_repair(&mut self, now: Instant) {
+        let since = self
+            .stepped_down_at
+            .map_or(Duration::MAX, |t| now.saturating_duration_since(t));
+        self.repair_at = REPAIR_AT_SECONDS
+            .iter()
+            .map(|s| Duration::from_secs_f64(*s))
+            .find(|d| *d > since)
+            .and_then(|d| self.stepped_down_at.map(|t| t + d));
     }
 
     /// Two masters at once (both backups' timers fired together, or a healed partition): the other one sent
@@ -595,6 +671,9 @@ impl Router {
                     self.become_master(now, TransitionReason::Preempted);
                 } else if due(self.master_down_at) {
                     self.become_master(now, self.down_reason);
+                } else if due(self.repair_at) {
+                    self.repair_announce(now);
+                    self.next_repair(now);
                 }
             }
             State::Master => {

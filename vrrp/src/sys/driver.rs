@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::announce::AnnounceSocket;
 use super::netlink::{Net, NetState};
+use super::peer_macs::PeerMacs;
 use super::peers::VersionPeers;
 use super::socket::{Received, VrrpSocket, GROUP_V4, GROUP_V6};
 use super::{Control, DropReason, InstanceConfig, VrrpStats, VrrpStatus};
@@ -45,6 +46,7 @@ pub(crate) struct Driver {
     pub router: Router,
     pub sock: VrrpSocket,
     pub announce: AnnounceSocket,
+    pub peer_macs: PeerMacs,
     pub net: Net,
     pub cfg: InstanceConfig,
     pub primary: IpAddr,
@@ -122,6 +124,13 @@ impl Driver {
                     Err(_) => wire_open = false,
                 },
                 Some(ev) = self.net_rx.recv() => self.on_net(ev).await,
+                r = self.peer_macs.learn() => {
+                    if let Err(e) = r {
+                        tracing::warn!(error = %e, "VRRP packet socket receive failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    continue;
+                }
             }
             self.execute().await;
             self.publish();
@@ -289,6 +298,12 @@ impl Driver {
             // Execute now so a VIP removed by LinkDown is not mistaken below for one someone else removed.
             self.execute().await;
         }
+        if self.router.state() != State::Master && self.vip_held && st.vip_present {
+            // A removal that failed (netlink error) left the VIP on a node that is not master: two nodes
+            // would answer for it. Retry on every reading until it is gone.
+            tracing::warn!(vip = %self.cfg.vip, "VIP still on the interface after leaving master: removing it");
+            self.remove_vip().await;
+        }
         if self.router.state() == State::Master && !st.vip_present {
             // The watch's reading may predate our own add: confirm before acting.
             match self.net.has(self.cfg.vip).await {
@@ -318,6 +333,7 @@ impl Driver {
                 }
                 Action::RemoveVips => self.remove_vip().await,
                 Action::Announce { count } => self.announce(count),
+                Action::AnnounceFor { master, count } => self.announce_for(master, count),
                 Action::StateChanged { from, to, reason } => {
                     self.stats.transitions.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(vrid = %self.cfg.vrid, ?from, ?to, ?reason, "VRRP state change");
@@ -400,15 +416,39 @@ impl Driver {
     }
 
     fn announce(&mut self, count: u32) {
-        let frame = match self.cfg.vip {
-            IpAddr::V4(v) => frames::gratuitous_arp(self.mac, v),
-            IpAddr::V6(v) => frames::unsolicited_na(self.mac, v),
+        let sent = self.send_announce(self.mac, count);
+        self.stats.garp_sent.fetch_add(sent, Ordering::Relaxed);
+    }
+
+    /// Repair after stepping down: tell the LAN the VIP is at the new master's MAC (`Router::start_repair`).
+    fn announce_for(&mut self, master: IpAddr, count: u32) {
+        let Some(mac) = self.peer_macs.mac_of(master) else {
+            let n = self
+                .stats
+                .garp_repair_skipped
+                .fetch_add(1, Ordering::Relaxed);
+            if n.is_multiple_of(100) {
+                tracing::warn!(%master, total = n + 1, "cannot repair neighbour entries: MAC of the new master not seen");
+            }
+            return;
         };
+        let sent = self.send_announce(mac, count);
+        self.stats
+            .garp_repair_sent
+            .fetch_add(sent, Ordering::Relaxed);
+        tracing::info!(%master, mac = %fmt_mac(mac), frames = sent, "announced the VIP at the new master's MAC (repair after stepping down)");
+    }
+
+    /// Send `count` announcements of the VIP at `mac` from our own MAC; returns how many went out.
+    fn send_announce(&mut self, mac: [u8; 6], count: u32) -> u64 {
+        let frame = match self.cfg.vip {
+            IpAddr::V4(v) => frames::gratuitous_arp_for(self.mac, mac, v),
+            IpAddr::V6(v) => frames::unsolicited_na_for(self.mac, mac, v),
+        };
+        let mut sent = 0;
         for _ in 0..count {
             match self.announce.send(&frame) {
-                Ok(()) => {
-                    self.stats.garp_sent.fetch_add(1, Ordering::Relaxed);
-                }
+                Ok(()) => sent += 1,
                 Err(e) => {
                     self.stats.send_errors.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(error = %e, "sending gratuitous ARP / NA failed");
@@ -416,6 +456,7 @@ impl Driver {
                 }
             }
         }
+        sent
     }
 
     fn publish(&self) {
@@ -439,4 +480,11 @@ impl Driver {
             }
         });
     }
+}
+
+fn fmt_mac(m: [u8; 6]) -> String {
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    )
 }

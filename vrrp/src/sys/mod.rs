@@ -6,6 +6,7 @@
 mod announce;
 mod driver;
 mod netlink;
+mod peer_macs;
 mod peers;
 mod socket;
 
@@ -176,6 +177,10 @@ pub struct VrrpStats {
     pub adverts_received: AtomicU64,
     pub transitions: AtomicU64,
     pub garp_sent: AtomicU64,
+    /// Repair frames sent after stepping down, naming the new master's MAC (see `Router::start_repair`).
+    pub garp_repair_sent: AtomicU64,
+    /// Repairs skipped because the new master's MAC was not known (no VRRP frame of it seen yet).
+    pub garp_repair_skipped: AtomicU64,
     pub netlink_errors: AtomicU64,
     pub vip_restored: AtomicU64,
     pub send_errors: AtomicU64,
@@ -257,15 +262,13 @@ impl Instance {
         clear_stale_vip(&net, &cfg).await?;
         let link = net.link().await.map_err(nl_err)?;
         let primary = resolve_primary(&net, &cfg).await?;
-        let (sock, announce) = open_sockets(&cfg, ifindex)?;
+        let sockets = open_sockets(&cfg, ifindex)?;
         tracing::info!(
             interface = %cfg.interface, vrid = %cfg.vrid, priority = %cfg.priority, vip = %cfg.vip,
             source = %primary, unicast = !cfg.unicast_peers.is_empty(), "VRRP instance starting"
         );
         let router = Router::new(router_config(&cfg, primary));
-        Ok(spawn_driver(
-            cfg, router, sock, announce, net, primary, link,
-        ))
+        Ok(spawn_driver(cfg, router, sockets, net, primary, link))
     }
 
     /// The status, updated after every event. Clone out of `borrow()` rather than holding the guard across
@@ -390,11 +393,17 @@ async fn resolve_primary(net: &netlink::Net, cfg: &InstanceConfig) -> Result<IpA
     }
 }
 
-/// The raw VRRP socket (joined to the group in multicast mode) and the packet socket for ARP / NA.
-fn open_sockets(
-    cfg: &InstanceConfig,
-    ifindex: u32,
-) -> Result<(socket::VrrpSocket, announce::AnnounceSocket), SysError> {
+/// The instance's sockets: see [`open_sockets`].
+#[derive(Debug)]
+struct Sockets {
+    sock: socket::VrrpSocket,
+    announce: announce::AnnounceSocket,
+    peer_macs: peer_macs::PeerMacs,
+}
+
+/// The raw VRRP socket (joined to the group in multicast mode), the packet socket for ARP / NA, and the
+/// receive-only packet socket that learns the peers' MACs.
+fn open_sockets(cfg: &InstanceConfig, ifindex: u32) -> Result<Sockets, SysError> {
     let sock = socket::VrrpSocket::open(
         &cfg.interface,
         ifindex,
@@ -404,7 +413,13 @@ fn open_sockets(
     .map_err(io_err(format!("VRRP socket on {}", cfg.interface)))?;
     let announce = announce::AnnounceSocket::open(ifindex)
         .map_err(io_err(format!("packet socket on {}", cfg.interface)))?;
-    Ok((sock, announce))
+    let peer_macs = peer_macs::PeerMacs::open(ifindex, cfg.vip.is_ipv6())
+        .map_err(io_err(format!("VRRP packet socket on {}", cfg.interface)))?;
+    Ok(Sockets {
+        sock,
+        announce,
+        peer_macs,
+    })
 }
 
 fn router_config(cfg: &InstanceConfig, primary: IpAddr) -> RouterConfig {
@@ -427,8 +442,7 @@ fn router_config(cfg: &InstanceConfig, primary: IpAddr) -> RouterConfig {
 fn spawn_driver(
     cfg: InstanceConfig,
     router: Router,
-    sock: socket::VrrpSocket,
-    announce: announce::AnnounceSocket,
+    sockets: Sockets,
     net: netlink::Net,
     primary: IpAddr,
     link: netlink::LinkInfo,
@@ -459,8 +473,9 @@ fn spawn_driver(
     ));
     let d = driver::Driver {
         router,
-        sock,
-        announce,
+        sock: sockets.sock,
+        announce: sockets.announce,
+        peer_macs: sockets.peer_macs,
         net,
         primary,
         mac: link.mac,

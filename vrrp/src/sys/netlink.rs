@@ -31,6 +31,9 @@ pub(crate) struct NetState {
     pub vip_present: bool,
 }
 
+/// Attempts after the first for an address dump the kernel interrupted.
+const DUMP_RETRIES: u32 = 5;
+
 fn errno(e: &rtnetlink::Error) -> Option<i32> {
     match e {
         rtnetlink::Error::NetlinkError(m) => m.to_io().raw_os_error(),
@@ -69,16 +72,37 @@ impl Net {
         })
     }
 
+    /// The interface's address messages (only `only`'s, when given). The kernel fails a dump with EBUSY when
+    /// the address list changed while it ran (NLM_F_DUMP_INTR), as it does when a VIP was added a moment
+    /// before: retried, a few times, so a VIP removal right after its addition does not fail and leave the VIP
+    /// on a backup (found by the chaos run: 30% loss on the master's link).
+    async fn dump_addresses(
+        &self,
+        only: Option<IpAddr>,
+    ) -> Result<Vec<AddressMessage>, rtnetlink::Error> {
+        let mut attempt = 0;
+        loop {
+            let mut req = self
+                .handle
+                .address()
+                .get()
+                .set_link_index_filter(self.ifindex);
+            if let Some(ip) = only {
+                req = req.set_address_filter(ip);
+            }
+            match req.execute().try_collect().await {
+                Err(e) if errno(&e) == Some(nix::libc::EBUSY) && attempt < DUMP_RETRIES => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
     /// The interface's addresses with their header flags (secondary, tentative ...).
     pub async fn addresses(&self) -> Result<Vec<(IpAddr, AddressHeaderFlags)>, rtnetlink::Error> {
-        let msgs: Vec<AddressMessage> = self
-            .handle
-            .address()
-            .get()
-            .set_link_index_filter(self.ifindex)
-            .execute()
-            .try_collect()
-            .await?;
+        let msgs = self.dump_addresses(None).await?;
         let mut out = Vec::new();
         for m in msgs {
             let mut addr = None;
@@ -124,15 +148,7 @@ impl Net {
 
     /// Remove the VIP (any prefix length). Returns false if it was not there.
     pub async fn del_vip(&self, vip: IpAddr) -> Result<bool, rtnetlink::Error> {
-        let msgs: Vec<AddressMessage> = self
-            .handle
-            .address()
-            .get()
-            .set_link_index_filter(self.ifindex)
-            .set_address_filter(vip)
-            .execute()
-            .try_collect()
-            .await?;
+        let msgs = self.dump_addresses(Some(vip)).await?;
         let mut removed = false;
         for m in msgs {
             match self.handle.address().del(m).execute().await {

@@ -104,7 +104,7 @@ impl VrrpSocket {
 
 /// Register the socket with the runtime's reactor.
 #[allow(unsafe_code)]
-fn register(s: Socket) -> io::Result<AsyncFd<Socket>> {
+pub(crate) fn register(s: Socket) -> io::Result<AsyncFd<Socket>> {
     // SAFETY: `Socket` owns its file descriptor: it stays open and refers to the same socket until the
     // `Socket` (moved into the `AsyncFd`) is dropped, and `as_raw_fd` always returns that descriptor.
     unsafe { AsyncFd::register(s) }.map_err(|e| e.into_parts().1)

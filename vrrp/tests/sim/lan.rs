@@ -1,6 +1,8 @@
 //! A virtual LAN for the VRRP state machine: N routers, a virtual clock that jumps to the next deadline, a
 //! delivery delay, seeded random loss and partitions. Advertisements go through the real codec on the way.
 //! Every input and every action is written to a text trace, compared with a checked-in golden file.
+//! A host on the LAN keeps one neighbour entry for the VIP: it follows every gratuitous ARP (a router's own,
+//! or one naming another router's MAC), which is how a stale entry shows up on the virtual clock.
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -82,6 +84,10 @@ struct Node {
     router: Router,
     alive: bool,
     group: u32,
+    /// Hears no advertisement (inbound VRRP lost).
+    deaf: bool,
+    /// Its advertisements are lost (outbound VRRP lost); its gratuitous ARPs still go out.
+    mute: bool,
 }
 
 struct Packet {
@@ -118,6 +124,11 @@ pub struct Lan {
     pub sent: Vec<(Duration, usize, Priority)>,
     /// Periods with more than one live master: (start, end).
     pub multi_master: Vec<(Duration, Option<Duration>)>,
+    /// The node whose MAC the host's neighbour entry for the VIP names, and every change of it.
+    pub host_entry: Option<usize>,
+    pub host_entries: Vec<(Duration, usize)>,
+    /// Repair announcements: (time, by node, naming node).
+    pub repairs: Vec<(Duration, usize, usize)>,
 }
 
 impl Lan {
@@ -137,6 +148,9 @@ impl Lan {
             transitions: Vec::new(),
             sent: Vec::new(),
             multi_master: Vec::new(),
+            host_entry: None,
+            host_entries: Vec::new(),
+            repairs: Vec::new(),
         }
     }
 
@@ -166,6 +180,8 @@ impl Lan {
             router: Router::new(cfg),
             alive: true,
             group: 0,
+            deaf: false,
+            mute: false,
         });
         self.nodes.len() - 1
     }
@@ -223,6 +239,12 @@ impl Lan {
             self.note(line);
             match action {
                 Action::SendAdvert { priority } => self.broadcast(i, priority),
+                Action::Announce { .. } => self.host_learns(i),
+                Action::AnnounceFor { master, .. } => {
+                    let named = self.node_of(master).expect("a repair names a known router");
+                    self.repairs.push((self.elapsed(), i, named));
+                    self.host_learns(named);
+                }
                 Action::StateChanged { from, to, reason } => self.transitions.push(Transition {
                     at: self.elapsed(),
                     node: i,
@@ -235,8 +257,35 @@ impl Lan {
         }
     }
 
+    fn node_of(&self, addr: IpAddr) -> Option<usize> {
+        (0..self.nodes.len()).find(|&i| self.nodes[i].router.config().primary_address == addr)
+    }
+
+    fn host_learns(&mut self, node: usize) {
+        if self.host_entry != Some(node) {
+            self.host_entry = Some(node);
+            self.host_entries.push((self.elapsed(), node));
+        }
+    }
+
+    /// Inbound VRRP to `i` lost (true) or delivered again (false).
+    pub fn set_deaf(&mut self, i: usize, deaf: bool) {
+        self.note(format!("{} deaf {deaf}", self.nodes[i].name));
+        self.nodes[i].deaf = deaf;
+    }
+
+    /// Outbound VRRP from `i` lost (true) or delivered again (false); gratuitous ARP is not affected.
+    pub fn set_mute(&mut self, i: usize, mute: bool) {
+        self.note(format!("{} mute {mute}", self.nodes[i].name));
+        self.nodes[i].mute = mute;
+    }
+
     fn broadcast(&mut self, from: usize, priority: Priority) {
         self.sent.push((self.elapsed(), from, priority));
+        if self.nodes[from].mute {
+            self.lost += 1;
+            return;
+        }
         let router = &self.nodes[from].router;
         let src = router.config().primary_address;
         let advert = router.advertisement(priority);
@@ -348,7 +397,7 @@ impl Lan {
                 let p = self.inflight.swap_remove(pos);
                 self.now = at;
                 let (from, to) = (&self.nodes[p.from], &self.nodes[p.to]);
-                if !to.alive || from.group != to.group {
+                if !to.alive || to.deaf || from.group != to.group {
                     continue;
                 }
                 if let Some(input) = self.receive(p.to, p.src, &p.bytes) {

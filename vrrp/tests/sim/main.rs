@@ -341,3 +341,130 @@ fn lossy_lan_resolves_every_dual_master_quickly() {
     );
     assert_eq!(lan.masters().len(), 1);
 }
+
+/// r1 150 master, r2 120 and r3 100 backups, 100 ms adverts, elected by 6 s (past r1's second
+/// gratuitous ARP burst, `garp_delay` after its takeover).
+fn three_fast() -> Lan {
+    let mut lan = Lan::new(D);
+    lan.add("r1", cfg(150, 1, 10));
+    lan.add("r2", cfg(120, 2, 10));
+    lan.add("r3", cfg(100, 3, 10));
+    lan.startup_all();
+    lan.at(s(6.0));
+    assert_eq!(lan.masters(), vec![0]);
+    assert_eq!(lan.host_entry, Some(0));
+    lan
+}
+
+/// The scenario 2, without chance: r2 hears nothing for 0.6 s and takes the VIP (its gratuitous ARP
+/// moves the host to its MAC), then hears r1 and steps down while its own advertisements are still lost for
+/// 3 s. r1 never hears that there were two masters, so only r2 can repair the host's entry: it announces the
+/// VIP at r1's MAC as it steps down.
+#[test]
+fn a_loser_whose_adverts_are_lost_repairs_the_host_entry_it_moved() {
+    let mut lan = three_fast();
+    lan.set_deaf(1, true);
+    lan.set_mute(1, true);
+    lan.at(s(6.6));
+    let took = lan
+        .became_master_at(1)
+        .expect("r2 timed out and took the VIP");
+    assert!(took > s(6.0) && took <= s(6.0) + rfc_mdi(120, 10) + ms(100));
+    assert!(
+        lan.host_entries.iter().any(|&(t, n)| n == 1 && t == took),
+        "r2's gratuitous ARP moved the host to r2: {:?}",
+        lan.host_entries
+    );
+    lan.set_deaf(1, false);
+    lan.at(s(9.6));
+    lan.set_mute(1, false);
+    lan.at(s(15.0));
+    assert_eq!(lan.masters(), vec![0]);
+    let down = lan.transitions.iter().rev().find(|t| t.node == 1).unwrap();
+    assert_eq!(
+        (down.to, down.reason),
+        (State::Backup, TransitionReason::HigherPriority)
+    );
+    // r1 never heard r2 as master, so it never re-announced: the repair is all that fixes the host.
+    assert!(
+        !lan.host_entries
+            .iter()
+            .any(|&(t, n)| n == 0 && t > s(6.0) && t < down.at),
+        "r1 did not re-announce before r2 stepped down"
+    );
+    assert_eq!(lan.repairs.first(), Some(&(down.at, 1, 0)));
+    assert_eq!(lan.host_entry, Some(0), "host entry names the master");
+    let fixed = lan.host_entries.last().unwrap().0;
+    assert_eq!(fixed, down.at, "repaired the moment r2 stepped down");
+    // Repairs follow at one interval and at 1, 2, 4 s after the step-down, all naming r1, then stop.
+    let times: Vec<Duration> = lan.repairs.iter().map(|r| r.0 - down.at).collect();
+    assert_eq!(times, vec![ms(0), ms(100), s(1.0), s(2.0), s(4.0)]);
+    assert!(lan.repairs.iter().all(|r| r.1 == 1 && r.2 == 0));
+}
+
+/// A repair never names a master that has gone quiet: r1 dies 0.75 s after r2 stepped down, r4 (130) takes
+/// over after its Master_Down_Interval; r2's repair due at 1 s falls in between and is skipped, the later ones
+/// name r4.
+#[test]
+fn a_repair_never_names_a_master_that_went_quiet() {
+    let mut lan = Lan::new(D);
+    lan.add("r1", cfg(150, 1, 10));
+    lan.add("r2", cfg(120, 2, 10));
+    lan.add("r4", cfg(130, 4, 10));
+    lan.startup_all();
+    lan.at(s(6.0));
+    lan.set_deaf(1, true);
+    lan.set_mute(1, true);
+    lan.at(s(6.6));
+    lan.set_deaf(1, false);
+    lan.at(s(6.65));
+    let down = lan
+        .transitions
+        .iter()
+        .rev()
+        .find(|t| t.node == 1)
+        .unwrap()
+        .at;
+    lan.at(down + ms(750));
+    lan.crash(0);
+    let crashed = lan.elapsed();
+    lan.at(s(9.6));
+    lan.set_mute(1, false);
+    lan.at(s(15.0));
+    assert_eq!(lan.masters(), vec![2]);
+    let new_master = lan.became_master_at(2).unwrap();
+    assert!(
+        new_master > down + s(1.0),
+        "r4 took over after the 1 s repair was due"
+    );
+    assert!(
+        !lan.repairs.iter().any(|&(t, _, n)| n == 0 && t > crashed),
+        "no repair named the dead r1: {:?}",
+        lan.repairs
+    );
+    let later: Vec<(Duration, usize)> = lan
+        .repairs
+        .iter()
+        .filter(|r| r.0 > crashed)
+        .map(|r| (r.0 - down, r.2))
+        .collect();
+    assert_eq!(later, vec![(s(2.0), 2), (s(4.0), 2)]);
+    assert_eq!(lan.host_entry, Some(2));
+}
+
+/// Two masters after a partition heals: the loser repairs, and with the winner's own re-announcement the host
+/// ends on the winner whichever is heard last.
+#[test]
+fn partition_heal_leaves_the_host_on_the_winner() {
+    let mut lan = three_fast();
+    lan.partition(&[1, 2, 2]);
+    lan.at(s(9.0));
+    assert_eq!(lan.masters(), vec![0, 1]);
+    assert_eq!(lan.host_entry, Some(1), "r2's takeover moved the host");
+    lan.heal();
+    lan.at(s(13.0));
+    assert_eq!(lan.masters(), vec![0]);
+    assert_eq!(lan.host_entry, Some(0));
+    assert!(lan.repairs.iter().all(|r| r.1 == 1 && r.2 == 0));
+    assert!(!lan.repairs.is_empty());
+}

@@ -1,0 +1,362 @@
+//! The chaos run's world: three load-balancer nodes (`lb0..lb2`, priorities 150/120/100, 100 ms adverts),
+//! three fake apiservers (`api0..api2`, HTTPS with certificates naming their address and the VIP), and a
+//! client, all on one lab LAN. Each load-balancer node runs either vipd or Keepalived 2.2 (VRRPv3) + HAProxy,
+//! configured to do the same job (HTTPS `/readyz` checks, leastconn, VIP:443).
+//!
+//! Every process is a guard killed and reaped by PID on drop; Keepalived's VRRP child is found by its pid file.
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::apiserver::{fake_apiserver_bin, ServerCertSpec, TestPki};
+use crate::netns::{wait_for, Lab, Proc, TempDir};
+use crate::vipd::{HealthSpec, VipdNode, VipdSpec};
+
+pub const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
+pub const PORT: u16 = 443;
+pub const PRIORITIES: [u8; 3] = [150, 120, 100];
+pub const ADVERT_MS: u64 = 100;
+pub const LBS: [&str; 3] = ["lb0", "lb1", "lb2"];
+pub const APIS: [&str; 3] = ["api0", "api1", "api2"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Imp {
+    Vipd,
+    /// Keepalived 2.2 (VRRPv3) + HAProxy 2.6.
+    Pair,
+}
+
+impl Imp {
+    pub fn label(self) -> &'static str {
+        match self {
+            Imp::Vipd => "vipd",
+            Imp::Pair => "keepalived+haproxy",
+        }
+    }
+}
+
+/// The load balancer on one node.
+#[derive(Debug)]
+pub enum Lb {
+    Vipd(VipdNode),
+    Pair {
+        ka: Proc,
+        vrrp_pid: i32,
+        haproxy: Proc,
+        _dir: TempDir,
+    },
+}
+
+fn alive(pid: i32) -> bool {
+    kill(Pid::from_raw(pid), None).is_ok()
+}
+
+impl Lb {
+    /// The processes whose footprint is sampled and whose VRRP is stopped by SIGSTOP.
+    pub fn pids(&self) -> Vec<i32> {
+        match self {
+            Lb::Vipd(v) => vec![v.pid()],
+            Lb::Pair {
+                vrrp_pid, haproxy, ..
+            } => vec![*vrrp_pid, haproxy.pid()],
+        }
+    }
+
+    /// The VRRP process (the one SIGSTOP freezes).
+    pub fn vrrp_pids(&self) -> Vec<i32> {
+        match self {
+            Lb::Vipd(v) => vec![v.pid()],
+            Lb::Pair { ka, vrrp_pid, .. } => vec![ka.pid(), *vrrp_pid],
+        }
+    }
+
+    /// Everything on the node dies at once: nothing hands over, the VIP stays configured.
+    pub fn kill9(&mut self) {
+        match self {
+            Lb::Vipd(v) => v.proc.kill9(),
+            Lb::Pair {
+                ka,
+                vrrp_pid,
+                haproxy,
+                ..
+            } => {
+                // Parent stopped first so it cannot respawn the child; the child dies before the parent so it
+                // never sees the parent's death (which would make it hand over).
+                let _ = ka.signal(Signal::SIGSTOP);
+                let _ = kill(Pid::from_raw(*vrrp_pid), Signal::SIGKILL);
+                haproxy.kill9();
+                ka.kill9();
+            }
+        }
+    }
+
+    /// A graceful stop of the whole node's load balancer, waited for (bounded).
+    pub fn sigterm(&mut self) {
+        match self {
+            Lb::Vipd(v) => {
+                v.proc.stop(Signal::SIGTERM, Duration::from_secs(10));
+            }
+            Lb::Pair {
+                ka,
+                vrrp_pid,
+                haproxy,
+                ..
+            } => {
+                ka.stop(Signal::SIGTERM, Duration::from_secs(10));
+                let pid = *vrrp_pid;
+                if wait_for(Duration::from_secs(3), || (!alive(pid)).then_some(())).is_none() {
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                }
+                haproxy.stop(Signal::SIGTERM, Duration::from_secs(5));
+            }
+        }
+    }
+
+    pub fn signal_vrrp(&self, sig: Signal) {
+        for pid in self.vrrp_pids() {
+            let _ = kill(Pid::from_raw(pid), sig);
+        }
+    }
+
+    /// Whether the node's daemons still run (a reaped or zombie process counts as gone).
+    pub fn exited(&mut self) -> Option<String> {
+        match self {
+            Lb::Vipd(v) => v
+                .proc
+                .wait_exit(Duration::ZERO)
+                .map(|s| format!("vipd {s}")),
+            Lb::Pair { ka, haproxy, .. } => ka
+                .wait_exit(Duration::ZERO)
+                .map(|s| format!("keepalived {s}"))
+                .or_else(|| {
+                    haproxy
+                        .wait_exit(Duration::ZERO)
+                        .map(|s| format!("haproxy {s}"))
+                }),
+        }
+    }
+
+    /// Log lines so far (vipd's, or Keepalived's).
+    pub fn log_lines(&self) -> Vec<String> {
+        match self {
+            Lb::Vipd(v) => v.proc.lines(),
+            Lb::Pair { ka, .. } => ka.lines(),
+        }
+    }
+}
+
+impl Drop for Lb {
+    fn drop(&mut self) {
+        if let Lb::Pair {
+            ka,
+            vrrp_pid,
+            haproxy,
+            ..
+        } = self
+        {
+            let _ = ka.signal(Signal::SIGCONT);
+            let _ = kill(Pid::from_raw(*vrrp_pid), Signal::SIGCONT);
+            ka.stop(Signal::SIGTERM, Duration::from_secs(5));
+            let pid = *vrrp_pid;
+            if wait_for(Duration::from_secs(3), || (!alive(pid)).then_some(())).is_none() {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            haproxy.kill9();
+        }
+    }
+}
+
+/// The lab, the PKI, the apiservers and the load balancers. Field order is drop order: processes first.
+#[derive(Debug)]
+pub struct World {
+    pub lbs: Vec<Option<Lb>>,
+    pub apis: Vec<Option<Proc>>,
+    pub imp: Imp,
+    pub pki: TestPki,
+    pub dir: TempDir,
+    pub vipd_bin: PathBuf,
+    pub lab: Lab,
+}
+
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
+impl World {
+    pub fn new(tag: &str, imp: Imp, vipd_bin: &Path) -> Result<World> {
+        let mut lab = Lab::new(tag)?;
+        for n in LBS.iter().chain(APIS.iter()).chain(["client"].iter()) {
+            lab.add_node(n)?;
+        }
+        for n in LBS {
+            // HAProxy binds the VIP before holding it (vipd uses IP_FREEBIND).
+            lab.node(n).ns.sysctl("net.ipv4.ip_nonlocal_bind", "1")?;
+        }
+        let pki = TestPki::new(&format!("{tag}-ca"))?;
+        let mut w = World {
+            lbs: Vec::new(),
+            apis: Vec::new(),
+            imp,
+            pki,
+            dir: TempDir::new(&format!("{tag}-cfg"))?,
+            vipd_bin: vipd_bin.to_path_buf(),
+            lab,
+        };
+        for i in 0..APIS.len() {
+            let p = w.start_api(i)?;
+            w.apis.push(Some(p));
+        }
+        for i in 0..LBS.len() {
+            let lb = w.start_lb(i)?;
+            w.lbs.push(Some(lb));
+        }
+        Ok(w)
+    }
+
+    pub fn api_addrs(&self) -> Vec<SocketAddr> {
+        APIS.iter()
+            .map(|n| SocketAddr::new(IpAddr::V4(self.lab.node(n).v4), 6443))
+            .collect()
+    }
+
+    pub fn start_api(&self, i: usize) -> Result<Proc> {
+        let node = self.lab.node(APIS[i]);
+        let ip = IpAddr::V4(node.v4);
+        let cert = self
+            .pki
+            .server_cert(APIS[i], &ServerCertSpec::ips([ip, IpAddr::V4(VIP)]))?;
+        let mut c = node.ns.command(fake_apiserver_bin());
+        c.arg("--listen")
+            .arg(format!("{ip}:6443"))
+            .arg("--cert")
+            .arg(&cert.cert)
+            .arg("--key")
+            .arg(&cert.key)
+            .arg("--name")
+            .arg(APIS[i])
+            .arg("--watch-interval-ms")
+            .arg("100");
+        let p = node.ns.spawn(c)?;
+        p.wait_line(Duration::from_secs(10), |l| l.trim() == "serving")
+            .ok_or_else(|| anyhow!("fake-apiserver on {} did not start", APIS[i]))?;
+        Ok(p)
+    }
+
+    pub fn vipd_spec(&self, i: usize, backends: Vec<SocketAddr>) -> VipdSpec {
+        let mut spec = VipdSpec::new(IpAddr::V4(VIP), backends, PRIORITIES[i]);
+        spec.port = PORT;
+        spec.advert_interval = leak(format!("{ADVERT_MS}ms"));
+        spec.health = HealthSpec::Https {
+            ca_file: self.pki.ca_cert().to_path_buf(),
+        };
+        spec.health_interval = "300ms";
+        spec.health_timeout = "250ms";
+        spec.rise = 1;
+        spec.fall = 2;
+        spec.with_extra("proxy", "drainTimeout: 1s")
+    }
+
+    pub fn start_lb(&self, i: usize) -> Result<Lb> {
+        match self.imp {
+            Imp::Vipd => {
+                let spec = self.vipd_spec(i, self.api_addrs());
+                let ns = &self.lab.node(LBS[i]).ns;
+                Ok(Lb::Vipd(VipdNode::start(
+                    &self.vipd_bin,
+                    ns,
+                    &spec,
+                    self.dir.path(),
+                )?))
+            }
+            Imp::Pair => self.start_pair(i),
+        }
+    }
+
+    fn start_pair(&self, i: usize) -> Result<Lb> {
+        let node = LBS[i];
+        let ns = &self.lab.node(node).ns;
+        let dir = TempDir::new(&format!("chaos-{node}"))?;
+        let conf = format!(
+            "global_defs {{\n    router_id ka_{node}\n    vrrp_version 3\n    enable_script_security\n}}\n\
+             vrrp_instance VI_51 {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 51\n    \
+             priority {}\n    advert_int {}\n    virtual_ipaddress {{\n        {VIP}/32 dev eth0\n    }}\n}}\n",
+            PRIORITIES[i],
+            ADVERT_MS as f64 / 1000.0
+        );
+        std::fs::write(dir.join("keepalived.conf"), conf)?;
+        std::fs::write(dir.join("haproxy.cfg"), self.haproxy_cfg(&self.api_addrs()))?;
+        let mut h = ns.command("haproxy");
+        h.arg("-db").arg("-f").arg(dir.join("haproxy.cfg"));
+        let haproxy = ns.spawn(h)?;
+        let mut k = ns.command("keepalived");
+        k.args(["-n", "-l", "-D", "-P", "-f"])
+            .arg(dir.join("keepalived.conf"))
+            .arg("-p")
+            .arg(dir.join("ka.pid"))
+            .arg("-r")
+            .arg(dir.join("vrrp.pid"))
+            .arg("-c")
+            .arg(dir.join("checkers.pid"));
+        let ka = ns.spawn(k)?;
+        let pidfile = dir.join("vrrp.pid");
+        let vrrp_pid = wait_for(Duration::from_secs(10), || {
+            std::fs::read_to_string(&pidfile)
+                .ok()
+                .and_then(|s| s.trim().parse::<i32>().ok())
+        })
+        .ok_or_else(|| anyhow!("keepalived on {node} wrote no VRRP pid: {:?}", ka.lines()))?;
+        Ok(Lb::Pair {
+            ka,
+            vrrp_pid,
+            haproxy,
+            _dir: dir,
+        })
+    }
+
+    /// HAProxy doing vipd's job: leastconn over the apiservers, HTTPS `/readyz` checks every 300 ms.
+    pub fn haproxy_cfg(&self, backends: &[SocketAddr]) -> String {
+        let mut servers = String::new();
+        for (i, b) in backends.iter().enumerate() {
+            servers.push_str(&format!("    server api{i} {b} check\n"));
+        }
+        format!(
+            "global\n    nbthread 2\n    maxconn 2000\n\
+             defaults\n    mode tcp\n    balance leastconn\n    retries 2\n    timeout connect 300ms\n    \
+             timeout client 1h\n    timeout server 1h\n\
+             frontend apiserver\n    bind {VIP}:{PORT}\n    default_backend apiservers\n\
+             backend apiservers\n    option httpchk GET /readyz\n    http-check expect status 200\n    \
+             timeout check 250ms\n    default-server inter 300ms fall 2 rise 1 check-ssl verify required ca-file {}\n{servers}",
+            self.pki.ca_cert().display()
+        )
+    }
+
+    /// Which load-balancer nodes hold the VIP on their interface.
+    pub fn holders(&self) -> Vec<String> {
+        LBS.iter()
+            .filter(|n| self.lab.node(n).ns.has_addr("eth0", IpAddr::V4(VIP)))
+            .map(|n| n.to_string())
+            .collect()
+    }
+
+    /// The node whose MAC the client's neighbour entry for the VIP names.
+    pub fn client_arp(&self) -> Option<String> {
+        let mac = self.lab.node("client").ns.neigh_mac(IpAddr::V4(VIP))?;
+        LBS.iter()
+            .find(|n| self.lab.node(n).mac.eq_ignore_ascii_case(&mac))
+            .map(|n| n.to_string())
+    }
+
+    /// Removes the VIP from every node (after a run, or a Keepalived node that died holding it).
+    pub fn remove_vip(&self, node: &str) -> Result<()> {
+        self.lab
+            .node(node)
+            .ns
+            .run(["ip", "addr", "del", &format!("{VIP}/32"), "dev", "eth0"])
+            .map(drop)
+            .context("ip addr del")
+    }
+}
