@@ -324,13 +324,25 @@ fn master_hearing_higher_priority_steps_down_and_removes_vips() {
             },
             Action::RemoveVips,
             changed(State::Master, State::Backup, R::HigherPriority),
+            // The repair of our own announcements: gratuitous ARP naming the winner (Router::start_repair).
+            Action::AnnounceFor {
+                master: IpAddr::from([192, 0, 2, 2]),
+                count: 5
+            },
         ]
     );
     assert_eq!(r.master_address(), Some(IpAddr::from([192, 0, 2, 2])));
-    assert_eq!(
-        r.poll_timeout(),
-        Some(t1 + Duration::from_micros(3_609_375))
-    );
+    // Repairs may come due first; the takeover is still Master_Down_Interval after the advertisement.
+    let mut t = t1;
+    loop {
+        t = r.poll_timeout().unwrap();
+        assert!(t <= t1 + Duration::from_micros(3_609_375), "{t:?}");
+        r.handle(t, Input::Timeout);
+        if drain(&mut r).contains(&changed(State::Backup, State::Master, R::MasterDown)) {
+            break;
+        }
+    }
+    assert_eq!(t, t1 + Duration::from_micros(3_609_375));
 }
 
 #[test]
@@ -382,10 +394,31 @@ fn garp_schedule_burst_delay_and_refresh() {
         r.handle(now, Input::Timeout);
     }
     assert_eq!(announces, vec![(0, 5), (5, 5), (60, 5), (120, 5)]);
-    // Leaving master stops the schedule.
+    // Leaving master stops the schedule: no announcement of our own any more (a repair naming the new master
+    // may follow, see the simulation `a_loser_whose_adverts_are_lost_repairs_the_host_entry_it_moved`), whatever the timers do next.
+    // Until the other master goes quiet and this node takes over again (Master_Down_Interval later).
     r.handle(now, advert(255));
-    drain(&mut r);
-    assert!(r.poll_timeout().unwrap() >= now + Duration::from_secs(3));
+    let mut after = drain(&mut r);
+    for _ in 0..100 {
+        let t = r.poll_timeout().unwrap();
+        r.handle(t, Input::Timeout);
+        let actions = drain(&mut r);
+        let back = actions.contains(&changed(State::Backup, State::Master, R::MasterDown));
+        after.extend(actions);
+        if back {
+            break;
+        }
+    }
+    let back = after
+        .iter()
+        .position(|a| *a == changed(State::Backup, State::Master, R::MasterDown))
+        .expect("master again once the other goes quiet");
+    assert!(
+        !after[..back]
+            .iter()
+            .any(|a| matches!(a, Action::Announce { .. })),
+        "{after:?}"
+    );
 }
 
 #[test]
