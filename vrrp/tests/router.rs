@@ -333,15 +333,14 @@ fn master_hearing_higher_priority_steps_down_and_removes_vips() {
     );
     assert_eq!(r.master_address(), Some(IpAddr::from([192, 0, 2, 2])));
     // Repairs may come due first; the takeover is still Master_Down_Interval after the advertisement.
-    let mut t = t1;
-    loop {
-        t = r.poll_timeout().unwrap();
+    let t = loop {
+        let t = r.poll_timeout().unwrap();
         assert!(t <= t1 + Duration::from_micros(3_609_375), "{t:?}");
         r.handle(t, Input::Timeout);
         if drain(&mut r).contains(&changed(State::Backup, State::Master, R::MasterDown)) {
-            break;
+            break t;
         }
-    }
+    };
     assert_eq!(t, t1 + Duration::from_micros(3_609_375));
 }
 
