@@ -401,7 +401,11 @@ impl Daemon {
         info!(
             proxy = %self.proxy_listen,
             admin = %self.current.admin.listen,
-            metrics = ?self.current.metrics.listen,
+            metrics = %self
+                .current
+                .metrics
+                .listen
+                .map_or_else(|| "off".to_string(), |a| a.to_string()),
             "vipd is running"
         );
     }
