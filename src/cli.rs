@@ -14,7 +14,7 @@ use crate::admin::{self, FetchError};
 use crate::caps;
 use crate::cluster::merge::{self, ClusterSources, Interface};
 use crate::cluster::{self, ClusterOptions};
-use crate::config::{fmt_duration, Config, ConfigError};
+use crate::config::{Config, ConfigError};
 use crate::localnet::{self, Cidr};
 use crate::logging::{self, LogFormat};
 use crate::manifest;
@@ -528,7 +528,7 @@ fn validate_merged(
 fn validate_config(path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
     match Config::load(path) {
         Ok(c) => {
-            let _ = writeln!(out, "{}", summary(&path.display().to_string(), &c));
+            let _ = writeln!(out, "{}", c.summary(&path.display().to_string()));
             ExitCode::SUCCESS
         }
         Err(e) => report_load_error(path, &e, err),
@@ -540,31 +540,6 @@ fn report_load_error(path: &Path, e: &ConfigError, err: &mut dyn Write) -> ExitC
         let _ = writeln!(err, "{line}");
     }
     ExitCode::from(1)
-}
-
-/// The one line `validate` prints for a valid config.
-pub fn summary(file: &str, c: &Config) -> String {
-    let mode = if c.vrrp.unicast_peers.is_empty() {
-        "multicast".to_string()
-    } else {
-        format!("unicast to {} peer(s)", c.vrrp.unicast_peers.len())
-    };
-    // Said only when it is not the default, so the usual line stays as it was.
-    let mode = match c.vrrp.version {
-        vrrp::proto::Version::V3 => mode,
-        vrrp::proto::Version::V2 => format!("{mode}, VRRPv2"),
-        vrrp::proto::Version::Mixed => format!("{mode}, VRRPv3 + VRRPv2 (mixed)"),
-    };
-    format!(
-        "{file}: valid: VIP {} on {}, proxy {} -> {} backend(s), VRID {} priority {} every {}, {mode}",
-        c.control_plane_vip,
-        c.interface,
-        c.proxy_listen(),
-        c.backends.len(),
-        c.vrrp.vrid,
-        c.vrrp.priority,
-        fmt_duration(c.vrrp.advert_interval.as_duration()),
-    )
 }
 
 #[cfg(test)]

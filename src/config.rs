@@ -193,6 +193,31 @@ impl Config {
             .listen_addr(self.control_plane_vip, self.control_plane_lb_port)
     }
 
+    /// The one line `vipd validate` prints for a valid config.
+    pub fn summary(&self, file: &str) -> String {
+        let mode = if self.vrrp.unicast_peers.is_empty() {
+            "multicast".to_string()
+        } else {
+            format!("unicast to {} peer(s)", self.vrrp.unicast_peers.len())
+        };
+        // Said only when it is not the default, so the usual line stays as it was.
+        let mode = match self.vrrp.version {
+            vrrp::proto::Version::V3 => mode,
+            vrrp::proto::Version::V2 => format!("{mode}, VRRPv2"),
+            vrrp::proto::Version::Mixed => format!("{mode}, VRRPv3 + VRRPv2 (mixed)"),
+        };
+        format!(
+            "{file}: valid: VIP {} on {}, proxy {} -> {} backend(s), VRID {} priority {} every {}, {mode}",
+            self.control_plane_vip,
+            self.interface,
+            self.proxy_listen(),
+            self.backends.len(),
+            self.vrrp.vrid,
+            self.vrrp.priority,
+            fmt_duration(self.vrrp.advert_interval.as_duration()),
+        )
+    }
+
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {

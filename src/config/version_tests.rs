@@ -157,7 +157,7 @@ fn auth_type_ah_is_refused_with_the_reason() {
 
 #[test]
 fn validate_names_a_version_other_than_3() {
-    let line = |vrrp: &str| crate::cli::summary("f.yaml", &parse(BASE, vrrp).unwrap());
+    let line = |vrrp: &str| parse(BASE, vrrp).unwrap().summary("f.yaml");
     assert!(line("").ends_with("every 1s, multicast"), "{}", line(""));
     assert!(line("version: 2").ends_with("multicast, VRRPv2"));
     assert!(line("version: mixed").ends_with("multicast, VRRPv3 + VRRPv2 (mixed)"));
