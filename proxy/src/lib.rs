@@ -1,7 +1,8 @@
 //! TCP L4 proxy to the healthy kube-apiservers. This module owns the public API, the listening socket, the
 //! accept loop (with back-off on resource exhaustion), connect-with-retries, the per-session life cycle
 //! (idle timeout, kill on backend down, forced close after the drain) and graceful shutdown. Backend choice
-//! lives in `balance`, byte moving in `forward`, socket options in `sockopt`, counters in `stats`.
+//! lives in `balance`, byte moving in `forward`, socket options in `sockopt`, counters in `stats`, the proxy's
+//! threads (one listener, event loop and set of sessions each) in `shard`.
 
 mod balance;
 mod forward;
@@ -171,7 +172,8 @@ const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 const LOG_EVERY: Duration = Duration::from_secs(5);
 
 impl Proxy {
-    /// Creates the listening socket now, so the caller can drop privileges before [`Proxy::run`].
+    /// Creates the listening sockets (one per proxy thread) now, so the caller can drop privileges before
+    /// [`Proxy::run`].
     pub fn bind(cfg: ProxyConfig, backends: watch::Receiver<Backends>) -> io::Result<Self> {
         let n = cfg.threads.max(1);
         let first = sockopt::listener(cfg.bind, cfg.freebind, BACKLOG, n > 1)?;
