@@ -10,7 +10,8 @@
 # Env: DUR (s per run, default 5), ROUNDS (default 3), THREADS (proxy threads, default 2), CONNS (wrk conns, 50),
 #      BASE (first port, default 21000), COPY=1 (force vipd's copy path), OUT (also write the table there),
 #      BASELINE=path (another bench-proxy build, e.g. from an older commit, run as target `vipd-base` in the
-#      same interleaved rounds: before and after under the same load).
+#      same interleaved rounds: before and after under the same load), OWN_THREADS=1 (vipd on THREADS threads of
+#      the proxy's own, ProxyConfig::threads, instead of a tokio runtime of THREADS workers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -80,7 +81,9 @@ PIDS+=($HA_PID)
 
 VARGS=(--threads "$THREADS")
 [ "${COPY:-0}" = 1 ] && VARGS+=(--copy)
-"$BIN/bench-proxy" "${VARGS[@]}" "127.0.0.1:$V_HTTP=127.0.0.1:$HTTP" "127.0.0.1:$V_IPERF=127.0.0.1:$IPERF" &
+OWN=()
+[ "${OWN_THREADS:-0}" = 1 ] && OWN=(--own-threads)
+"$BIN/bench-proxy" "${VARGS[@]}" ${OWN[@]+"${OWN[@]}"} "127.0.0.1:$V_HTTP=127.0.0.1:$HTTP" "127.0.0.1:$V_IPERF=127.0.0.1:$IPERF" &
 V_PID=$!
 PIDS+=($V_PID)
 PORTS=($HTTP $IPERF $HA_HTTP $HA_IPERF $V_HTTP $V_IPERF)
@@ -191,5 +194,5 @@ for (n, k), xs in sorted(v.items()):
 PY
     if [ -s "$WORK/errors" ]; then echo "wrk socket errors:"; sed 's/^/  /' "$WORK/errors"; fi
     echo
-    echo "$(date -u +%FT%TZ) $(nproc) cpus, load $(cut -d' ' -f1-3 /proc/loadavg), DUR=$DUR ROUNDS=$ROUNDS THREADS=$THREADS CONNS=$CONNS COPY=${COPY:-0}${BASELINE:+ BASELINE=$BASELINE}, $(haproxy -v | head -1 | cut -d' ' -f1-3)"
+    echo "$(date -u +%FT%TZ) $(nproc) cpus, load $(cut -d' ' -f1-3 /proc/loadavg), DUR=$DUR ROUNDS=$ROUNDS THREADS=$THREADS CONNS=$CONNS COPY=${COPY:-0} OWN_THREADS=${OWN_THREADS:-0}${BASELINE:+ BASELINE=$BASELINE}, $(haproxy -v | head -1 | cut -d' ' -f1-3)"
 } | tee "${OUT:-/dev/null}"

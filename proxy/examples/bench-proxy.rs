@@ -1,10 +1,9 @@
 //! Runs the proxy alone for benchmarks (bench/proxy.sh), without the daemon.
 //!
-//! Usage: bench-proxy [--threads N] [--in-runtime] [--copy] LISTEN=BACKEND[,BACKEND...] ...
+//! Usage: bench-proxy [--threads N] [--own-threads] [--copy] LISTEN=BACKEND[,BACKEND...] ...
 //! One proxy per LISTEN=BACKENDS pair, all in one process, so one /proc/PID/stat covers them all.
-//! `--threads N`: N proxy threads (the proxy's own, each with its listener and event loop; default 2, as the
-//! daemon on 2 cores). `--in-runtime`: serve on a tokio multi-threaded runtime of N workers instead (the proxy's
-//! `threads = 0`, how it ran before it had threads of its own), for comparison.
+//! `--threads N`: N tokio workers (default 2, as the daemon on 2 cores), the proxy on that runtime (its default,
+//! `threads = 0`). `--own-threads`: N threads of the proxy's own instead, each with its listener and event loop.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,14 +15,14 @@ use tokio_util::sync::CancellationToken;
 
 fn usage() -> ! {
     eprintln!(
-        "usage: bench-proxy [--threads N] [--in-runtime] [--copy] LISTEN=BACKEND[,BACKEND...] ..."
+        "usage: bench-proxy [--threads N] [--own-threads] [--copy] LISTEN=BACKEND[,BACKEND...] ..."
     );
     std::process::exit(2)
 }
 
 fn main() {
     let mut threads = 2usize;
-    let mut in_runtime = false;
+    let mut in_runtime = true;
     let mut forwarding = Forwarding::Splice;
     let mut maps: Vec<(SocketAddr, Vec<SocketAddr>)> = Vec::new();
     let mut args = std::env::args().skip(1);
@@ -36,7 +35,7 @@ fn main() {
                     .unwrap_or_else(|| usage())
             }
             "--copy" => forwarding = Forwarding::Copy,
-            "--in-runtime" => in_runtime = true,
+            "--own-threads" => in_runtime = false,
             m => {
                 let Some((l, bs)) = m.split_once('=') else {
                     usage()

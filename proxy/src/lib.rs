@@ -68,12 +68,11 @@ pub struct ProxyConfig {
     /// Threads that accept and serve sessions, each with its own event loop and, when there are several, its
     /// own listening socket (SO_REUSEPORT: the kernel spreads new connections over them), so a session is
     /// accepted, connected and forwarded on one thread with no hand-off, the way HAProxy's threads work.
-    /// 0 serves on the caller's tokio runtime instead. Fixed at bind time.
+    /// 0 (the default) serves on the caller's tokio runtime instead, where work stealing evens out a thread
+    /// that the OS scheduler holds back: on the loaded bench machine own threads gave a few percent more
+    /// connections per second but a worse p99 (bench/RESULTS.md). Fixed at bind time.
     pub threads: usize,
 }
-
-/// Proxy threads by default: one per CPU, at most this many.
-const MAX_DEFAULT_THREADS: usize = 8;
 
 impl ProxyConfig {
     /// Defaults that match the daemon's: leastconn, 2 s connect timeout, 3 retries, splice.
@@ -89,9 +88,7 @@ impl ProxyConfig {
             drain_timeout: Duration::from_secs(30),
             shutdown_sessions_on_backend_down: false,
             forwarding: Forwarding::Splice,
-            threads: std::thread::available_parallelism()
-                .map_or(1, |n| n.get())
-                .min(MAX_DEFAULT_THREADS),
+            threads: 0,
         }
     }
 

@@ -1,10 +1,11 @@
-//! Where the accept loops and their sessions run. By default each listening socket gets a thread of its own
+//! Where the accept loops and their sessions run. With `threads` > 0 each listening socket gets a thread of its own
 //! with a single-threaded tokio runtime: a session is accepted, connected and forwarded on the thread that
 //! accepted it, and each thread waits on its own epoll. On tokio's multi-threaded runtime all sockets share one
 //! epoll, polled by whichever worker parks first, and woken sessions are handed to (and stolen by) the other
 //! workers; on a loaded machine a worker that holds the epoll but is not running delays every session, and the
 //! other worker idles meanwhile (bench/RESULTS.md: the same CPU per connection as HAProxy, a lower rate, idle CPU
-//! left). With `threads = 0` the accept loop runs as a task on the caller's runtime instead.
+//! left). The price: no work stealing, so a thread the OS holds back stalls its own sessions (worse p99 on the
+//! loaded machine). With `threads = 0`, the default, the accept loop runs as a task on the caller's runtime.
 
 use std::sync::Arc;
 
