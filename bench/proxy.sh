@@ -8,7 +8,10 @@
 # other work on the machine hits all targets alike. Every process started here is stopped by PID on exit.
 # Whole run: about 2.5 min with the defaults.
 # Env: DUR (s per run, default 5), ROUNDS (default 3), THREADS (proxy threads, default 2), CONNS (wrk conns, 50),
-#      BASE (first port, default 21000), COPY=1 (force vipd's copy path), OUT (also write the table there).
+#      BASE (first port, default 21000), COPY=1 (force vipd's copy path), OUT (also write the table there),
+#      BASELINE=path (another bench-proxy build, e.g. from an older commit, run as target `vipd-base` in the
+#      same interleaved rounds: before and after under the same load), OWN_THREADS=1 (vipd on THREADS threads of
+#      the proxy's own, ProxyConfig::threads, instead of a tokio runtime of THREADS workers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +23,7 @@ BASE=${BASE:-21000}
 HTTP=$BASE IPERF=$((BASE + 1))
 HA_HTTP=$((BASE + 10)) HA_IPERF=$((BASE + 11))
 V_HTTP=$((BASE + 20)) V_IPERF=$((BASE + 21))
+B_HTTP=$((BASE + 30)) B_IPERF=$((BASE + 31))
 
 cargo build --release -p proxy --examples -q
 BIN=target/release/examples
@@ -77,11 +81,20 @@ PIDS+=($HA_PID)
 
 VARGS=(--threads "$THREADS")
 [ "${COPY:-0}" = 1 ] && VARGS+=(--copy)
-"$BIN/bench-proxy" "${VARGS[@]}" "127.0.0.1:$V_HTTP=127.0.0.1:$HTTP" "127.0.0.1:$V_IPERF=127.0.0.1:$IPERF" &
+OWN=()
+[ "${OWN_THREADS:-0}" = 1 ] && OWN=(--own-threads)
+"$BIN/bench-proxy" "${VARGS[@]}" ${OWN[@]+"${OWN[@]}"} "127.0.0.1:$V_HTTP=127.0.0.1:$HTTP" "127.0.0.1:$V_IPERF=127.0.0.1:$IPERF" &
 V_PID=$!
 PIDS+=($V_PID)
+PORTS=($HTTP $IPERF $HA_HTTP $HA_IPERF $V_HTTP $V_IPERF)
+if [ -n "${BASELINE:-}" ]; then
+    "$BASELINE" "${VARGS[@]}" "127.0.0.1:$B_HTTP=127.0.0.1:$HTTP" "127.0.0.1:$B_IPERF=127.0.0.1:$IPERF" &
+    B_PID=$!
+    PIDS+=($B_PID)
+    PORTS+=($B_HTTP $B_IPERF)
+fi
 
-for p in $HTTP $IPERF $HA_HTTP $HA_IPERF $V_HTTP $V_IPERF; do wait_port "$p"; done
+for p in "${PORTS[@]}"; do wait_port "$p"; done
 
 TCK=$(getconf CLK_TCK)
 cpu() { if [ -n "$1" ]; then awk '{print $14 + $15}' "/proc/$1/stat"; else echo 0; fi; }
@@ -127,12 +140,15 @@ wrk_run() { # name port kind(close|ka); also the proxy's CPU time (utime+stime) 
     fi
 }
 
-declare -A PORT_HTTP=([direct]=$HTTP [haproxy]=$HA_HTTP [vipd]=$V_HTTP)
-declare -A PORT_IPERF=([direct]=$IPERF [haproxy]=$HA_IPERF [vipd]=$V_IPERF)
-declare -A PID=([direct]="" [haproxy]=$HA_PID [vipd]=$V_PID)
-ORDERS=("direct haproxy vipd" "haproxy vipd direct" "vipd direct haproxy")
+declare -A PORT_HTTP=([direct]=$HTTP [haproxy]=$HA_HTTP [vipd]=$V_HTTP [vipd-base]=$B_HTTP)
+declare -A PORT_IPERF=([direct]=$IPERF [haproxy]=$HA_IPERF [vipd]=$V_IPERF [vipd-base]=$B_IPERF)
+declare -A PID=([direct]="" [haproxy]=$HA_PID [vipd]=$V_PID [vipd-base]=${B_PID:-})
+TARGETS=(direct haproxy vipd)
+[ -n "${BASELINE:-}" ] && TARGETS+=(vipd-base)
 for r in $(seq "$ROUNDS"); do
-    read -r -a NAMES <<<"${ORDERS[$(((r - 1) % 3))]}"
+    # The order rotates every round.
+    k=$(((r - 1) % ${#TARGETS[@]}))
+    NAMES=("${TARGETS[@]:$k}" "${TARGETS[@]:0:$k}")
     for n in "${NAMES[@]}"; do bulk "$n" "${PORT_IPERF[$n]}" "${PID[$n]}"; done
     for n in "${NAMES[@]}"; do wrk_run "$n" "${PORT_HTTP[$n]}" close; done
     for n in "${NAMES[@]}"; do wrk_run "$n" "${PORT_HTTP[$n]}" ka; done
@@ -151,19 +167,26 @@ def m(n, k, fmt):
     return fmt.format(statistics.median(xs)) if xs else "-"
 print("| target | bulk Gbit/s | proxy CPU s/GB | new conn/s | proxy CPU µs/conn | keep-alive req/s | proxy CPU µs/req | p50 ms | p99 ms |")
 print("|---|---|---|---|---|---|---|---|---|")
-for n in ["direct", "haproxy", "vipd"]:
+for n in ["direct", "haproxy", "vipd", "vipd-base"]:
+    if not any(k[0] == n for k in v):
+        continue
     print(f"| {n} | {m(n,'gbps','{:.2f}')} | {m(n,'cpu','{:.3f}')} | {m(n,'cps','{:.0f}')} | {m(n,'cpu_close','{:.1f}')} | "
           f"{m(n,'rps','{:.0f}')} | {m(n,'cpu_ka','{:.1f}')} | {m(n,'p50','{:.2f}')} | {m(n,'p99','{:.2f}')} |")
 # Ratios per round (the targets of one round ran back to back), then their median: steadier under load than
 # a ratio of medians.
 rounds = len(v.get(("vipd", "cps"), []))
-def ratio(k, better_low=False):
-    xs = [a / b for a, b in zip(v.get(("vipd", k), []), v.get(("haproxy", k), [])) if b]
+def ratio(k, a="vipd", b="haproxy"):
+    xs = [x / y for x, y in zip(v.get((a, k), []), v.get((b, k), [])) if y]
     return "{:.2f}".format(statistics.median(xs)) if xs else "-"
-print()
-print(f"vipd / haproxy, median of the {rounds} per-round ratios: new conn/s {ratio('cps')}, keep-alive req/s "
-      f"{ratio('rps')}, p99 {ratio('p99')}, bulk {ratio('gbps')}, CPU per conn {ratio('cpu_close')}, "
-      f"CPU per req {ratio('cpu_ka')}")
+def ratios(a, b):
+    print()
+    print(f"{a} / {b}, median of the {rounds} per-round ratios: new conn/s {ratio('cps', a, b)}, keep-alive req/s "
+          f"{ratio('rps', a, b)}, p99 {ratio('p99', a, b)}, bulk {ratio('gbps', a, b)}, CPU per conn "
+          f"{ratio('cpu_close', a, b)}, CPU per req {ratio('cpu_ka', a, b)}")
+ratios("vipd", "haproxy")
+if ("vipd-base", "cps") in v:
+    ratios("vipd-base", "haproxy")
+    ratios("vipd", "vipd-base")
 print()
 print("all runs (target metric: values):")
 for (n, k), xs in sorted(v.items()):
@@ -171,5 +194,5 @@ for (n, k), xs in sorted(v.items()):
 PY
     if [ -s "$WORK/errors" ]; then echo "wrk socket errors:"; sed 's/^/  /' "$WORK/errors"; fi
     echo
-    echo "$(date -u +%FT%TZ) $(nproc) cpus, load $(cut -d' ' -f1-3 /proc/loadavg), DUR=$DUR ROUNDS=$ROUNDS THREADS=$THREADS CONNS=$CONNS COPY=${COPY:-0}, $(haproxy -v | head -1 | cut -d' ' -f1-3)"
+    echo "$(date -u +%FT%TZ) $(nproc) cpus, load $(cut -d' ' -f1-3 /proc/loadavg), DUR=$DUR ROUNDS=$ROUNDS THREADS=$THREADS CONNS=$CONNS COPY=${COPY:-0} OWN_THREADS=${OWN_THREADS:-0}${BASELINE:+ BASELINE=$BASELINE}, $(haproxy -v | head -1 | cut -d' ' -f1-3)"
 } | tee "${OUT:-/dev/null}"

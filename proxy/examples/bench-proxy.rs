@@ -1,7 +1,9 @@
 //! Runs the proxy alone for benchmarks (bench/proxy.sh), without the daemon.
 //!
-//! Usage: bench-proxy [--threads N] [--copy] LISTEN=BACKEND[,BACKEND...] ...
+//! Usage: bench-proxy [--threads N] [--own-threads] [--copy] LISTEN=BACKEND[,BACKEND...] ...
 //! One proxy per LISTEN=BACKENDS pair, all in one process, so one /proc/PID/stat covers them all.
+//! `--threads N`: N tokio workers (default 2, as the daemon on 2 cores), the proxy on that runtime (its default,
+//! `threads = 0`). `--own-threads`: N threads of the proxy's own instead, each with its listener and event loop.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,12 +14,15 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 fn usage() -> ! {
-    eprintln!("usage: bench-proxy [--threads N] [--copy] LISTEN=BACKEND[,BACKEND...] ...");
+    eprintln!(
+        "usage: bench-proxy [--threads N] [--own-threads] [--copy] LISTEN=BACKEND[,BACKEND...] ..."
+    );
     std::process::exit(2)
 }
 
 fn main() {
     let mut threads = 2usize;
+    let mut in_runtime = true;
     let mut forwarding = Forwarding::Splice;
     let mut maps: Vec<(SocketAddr, Vec<SocketAddr>)> = Vec::new();
     let mut args = std::env::args().skip(1);
@@ -30,6 +35,7 @@ fn main() {
                     .unwrap_or_else(|| usage())
             }
             "--copy" => forwarding = Forwarding::Copy,
+            "--own-threads" => in_runtime = false,
             m => {
                 let Some((l, bs)) = m.split_once('=') else {
                     usage()
@@ -46,8 +52,9 @@ fn main() {
     if maps.is_empty() {
         usage();
     }
+    // With its own threads the proxy needs the runtime only for its start, drain and health watch.
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
+        .worker_threads(if in_runtime { threads } else { 1 })
         .enable_all()
         .build()
         .unwrap();
@@ -59,6 +66,7 @@ fn main() {
             let mut cfg = ProxyConfig::new(listen);
             cfg.forwarding = forwarding;
             cfg.max_connections = 4000;
+            cfg.threads = if in_runtime { 0 } else { threads };
             cfg.drain_timeout = Duration::from_secs(1);
             let list = backends
                 .into_iter()

@@ -279,6 +279,8 @@ async fn copy_dir(d: Dir<'_>, may_splice: bool) -> io::Result<Copied> {
     let mut held: Vec<u8> = Vec::new();
     let mut sent = 0usize;
     let mut bulk = false;
+    // The source's FIN has arrived (seen at the last wake-up): a short read drains it for good.
+    let mut closed = false;
     loop {
         if sent < held.len() {
             match d.dst.try_write(&held[sent..]) {
@@ -298,8 +300,10 @@ async fn copy_dir(d: Dir<'_>, may_splice: bool) -> io::Result<Copied> {
             }
             continue;
         }
-        match SCRATCH.with_borrow_mut(|buf| pass(&d, buf, &mut held))? {
+        match SCRATCH.with_borrow_mut(|buf| pass(&d, buf, &mut held, closed))? {
             Step::Moved => {}
+            // The last bytes were queued corked: the FIN leaves in the same segment.
+            Step::Last => return shutdown_write(&d).map(|()| Copied::Done),
             Step::Full if may_splice => {
                 if held.is_empty() {
                     return Ok(Copied::Bulk);
@@ -313,6 +317,7 @@ async fn copy_dir(d: Dir<'_>, may_splice: bool) -> io::Result<Copied> {
                 // Nothing in flight: free what a slow destination made us hold, until bytes come again.
                 held = Vec::new();
                 readable(d.src).await?;
+                closed = peer_closed(d.src);
             }
         }
     }
@@ -322,6 +327,8 @@ async fn copy_dir(d: Dir<'_>, may_splice: bool) -> io::Result<Copied> {
 enum Step {
     /// Bytes were passed on (or held for a slow destination).
     Moved,
+    /// The source's last bytes were passed on, corked (MSG_MORE), and its EOF is next: pass the FIN on now.
+    Last,
     /// A read filled the whole scratch buffer: a bulk direction.
     Full,
     Eof,
@@ -336,9 +343,21 @@ thread_local! {
         std::cell::RefCell::new(vec![0u8; COPY_BUF].into_boxed_slice());
 }
 
+/// Whether the peer's FIN has arrived (as of the last readiness event), with no error pending. Polled right
+/// after a wake-up, so the readiness is set and this is a few atomic loads; closed states are final in tokio
+/// (never cleared by a read that would block), so a drained socket still reports it.
+fn peer_closed(s: &TcpStream) -> bool {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let ready = std::pin::pin!(s.ready(Interest::READABLE | Interest::ERROR));
+    matches!(std::future::Future::poll(ready, &mut cx), std::task::Poll::Ready(Ok(r)) if r.is_read_closed() && !r.is_error())
+}
+
 /// Reads what the source has into `buf` and writes it on at once; what the destination does not take is
-/// appended to `held`.
-fn pass(d: &Dir<'_>, buf: &mut [u8], held: &mut Vec<u8>) -> io::Result<Step> {
+/// appended to `held`. When the source's FIN is known to have arrived (`closed`) and the read drained the
+/// socket, these are its last bytes: they are written with MSG_MORE, so the FIN that the caller passes on
+/// right after leaves in the same segment (the way HAProxy closes a response: one packet and one ACK fewer per
+/// connection on the client's leg, and one wake-up fewer for the client).
+fn pass(d: &Dir<'_>, buf: &mut [u8], held: &mut Vec<u8>, closed: bool) -> io::Result<Step> {
     let want = buf.len();
     let mut short = 0usize;
     let r = d.src.try_io(Interest::READABLE, || {
@@ -360,7 +379,8 @@ fn pass(d: &Dir<'_>, buf: &mut [u8], held: &mut Vec<u8>) -> io::Result<Step> {
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Step::Idle),
         Err(e) => return Err(e),
     };
-    let written = match d.dst.try_write(&buf[..n]) {
+    let last = closed && n < want;
+    let written = match write_out(d.dst, &buf[..n], last) {
         Ok(w) => w,
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
         Err(e) => return Err(e),
@@ -371,6 +391,27 @@ fn pass(d: &Dir<'_>, buf: &mut [u8], held: &mut Vec<u8>) -> io::Result<Step> {
             held.reserve_exact(COPY_BUF);
         }
         held.extend_from_slice(&buf[written..n]);
+        if last {
+            // What is held goes out uncorked, and the EOF is then read as usual.
+            return Ok(Step::Moved);
+        }
     }
-    Ok(if n == want { Step::Full } else { Step::Moved })
+    Ok(if last {
+        Step::Last
+    } else if n == want {
+        Step::Full
+    } else {
+        Step::Moved
+    })
+}
+
+/// One write; `corked` adds MSG_MORE, so the bytes wait (at most until the FIN or the close that follows at
+/// once) and leave with it.
+fn write_out(dst: &TcpStream, b: &[u8], corked: bool) -> io::Result<usize> {
+    if !corked {
+        return dst.try_write(b);
+    }
+    dst.try_io(Interest::WRITABLE, || {
+        SockRef::from(dst).send_with_flags(b, nix::libc::MSG_MORE | nix::libc::MSG_NOSIGNAL)
+    })
 }

@@ -1,10 +1,12 @@
 //! TCP L4 proxy to the healthy kube-apiservers. This module owns the public API, the listening socket, the
 //! accept loop (with back-off on resource exhaustion), connect-with-retries, the per-session life cycle
 //! (idle timeout, kill on backend down, forced close after the drain) and graceful shutdown. Backend choice
-//! lives in `balance`, byte moving in `forward`, socket options in `sockopt`, counters in `stats`.
+//! lives in `balance`, byte moving in `forward`, socket options in `sockopt`, counters in `stats`, the proxy's
+//! threads (one listener, event loop and set of sessions each) in `shard`.
 
 mod balance;
 mod forward;
+mod shard;
 mod sockopt;
 mod stats;
 
@@ -63,6 +65,13 @@ pub struct ProxyConfig {
     /// Close a backend's sessions when it goes down (or leaves the list); otherwise they drain naturally.
     pub shutdown_sessions_on_backend_down: bool,
     pub forwarding: Forwarding,
+    /// Threads that accept and serve sessions, each with its own event loop and, when there are several, its
+    /// own listening socket (SO_REUSEPORT: the kernel spreads new connections over them), so a session is
+    /// accepted, connected and forwarded on one thread with no hand-off, the way HAProxy's threads work.
+    /// 0 (the default) serves on the caller's tokio runtime instead, where work stealing evens out a thread
+    /// that the OS scheduler holds back: on the loaded bench machine own threads gave a few percent more
+    /// connections per second but a worse p99 (bench/RESULTS.md). Fixed at bind time.
+    pub threads: usize,
 }
 
 impl ProxyConfig {
@@ -79,6 +88,7 @@ impl ProxyConfig {
             drain_timeout: Duration::from_secs(30),
             shutdown_sessions_on_backend_down: false,
             forwarding: Forwarding::Splice,
+            threads: 0,
         }
     }
 
@@ -141,7 +151,9 @@ impl ProxyHandle {
 /// A bound, not yet running proxy.
 #[derive(Debug)]
 pub struct Proxy {
-    listener: std::net::TcpListener,
+    /// One per proxy thread (one when serving on the caller's runtime).
+    listeners: Vec<std::net::TcpListener>,
+    threads: usize,
     local_addr: SocketAddr,
     settings_tx: Arc<watch::Sender<ProxySettings>>,
     backends: watch::Receiver<Backends>,
@@ -157,13 +169,21 @@ const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 const LOG_EVERY: Duration = Duration::from_secs(5);
 
 impl Proxy {
-    /// Creates the listening socket now, so the caller can drop privileges before [`Proxy::run`].
+    /// Creates the listening sockets (one per proxy thread) now, so the caller can drop privileges before
+    /// [`Proxy::run`].
     pub fn bind(cfg: ProxyConfig, backends: watch::Receiver<Backends>) -> io::Result<Self> {
-        let listener = sockopt::listener(cfg.bind, cfg.freebind, BACKLOG)?;
-        let local_addr = listener.local_addr()?;
+        let n = cfg.threads.max(1);
+        let first = sockopt::listener(cfg.bind, cfg.freebind, BACKLOG, n > 1)?;
+        // Port 0 was resolved by the first bind; the others join its port.
+        let local_addr = first.local_addr()?;
+        let mut listeners = vec![first];
+        for _ in 1..n {
+            listeners.push(sockopt::listener(local_addr, cfg.freebind, BACKLOG, true)?);
+        }
         let (tx, _) = watch::channel(cfg.settings());
         Ok(Self {
-            listener,
+            listeners,
+            threads: cfg.threads,
             local_addr,
             settings_tx: Arc::new(tx),
             backends,
@@ -189,13 +209,6 @@ impl Proxy {
     /// refused), waits up to `drain_timeout` for open sessions and resets the rest. Returns when every
     /// session is gone.
     pub async fn run(self, shutdown: CancellationToken) {
-        let listener = match TcpListener::from_std(self.listener) {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!(error = %e, "proxy: cannot register the listening socket");
-                return;
-            }
-        };
         let stats = self.stats;
         let shared = Arc::new(Shared {
             settings: self.settings_tx.subscribe(),
@@ -208,7 +221,7 @@ impl Proxy {
             panic_log: RateLimit::default(),
             fail_log: RateLimit::default(),
         });
-        tracing::info!(addr = %self.local_addr, "proxy listening");
+        tracing::info!(addr = %self.local_addr, threads = self.threads, "proxy listening");
         let monitor_stop = CancellationToken::new();
         let monitor = tokio::spawn(monitor(
             shared.clone(),
@@ -216,28 +229,49 @@ impl Proxy {
             self.settings_tx.subscribe(),
             monitor_stop.clone(),
         ));
-        let tracker = TaskTracker::new();
-        accept_loop(&listener, &shared, &self.backends, &tracker, &shutdown).await;
-        drop(listener);
-        tracker.close();
-
-        let drain = shared.settings.borrow().drain_timeout;
-        let open = shared.stats.active.load(Ordering::Relaxed);
-        if open > 0 {
-            tracing::info!(sessions = open, ?drain, "proxy draining");
+        let own_threads = self.threads > 0;
+        let mut shards: Vec<shard::Shard> = self
+            .listeners
+            .into_iter()
+            .map(|l| shard::start(l, own_threads, &shared, &self.backends, &shutdown))
+            .collect();
+        // Every listening socket is closed once this returns: new clients are refused from here on.
+        for s in &mut shards {
+            s.stopped().await;
         }
-        if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
-            let left = shared.stats.active.load(Ordering::Relaxed);
-            tracing::warn!(
-                sessions = left,
-                "proxy drain timeout, closing the remaining sessions"
-            );
-            shared.force_close();
-            tracker.wait().await;
+        drain(&shared, &shards).await;
+        for s in shards {
+            s.finished().await;
         }
         monitor_stop.cancel();
         let _ = monitor.await;
         tracing::info!("proxy stopped");
+    }
+}
+
+/// Lets open sessions finish for up to `drain_timeout`, then closes the rest; returns once none is left.
+async fn drain(shared: &Shared, shards: &[shard::Shard]) {
+    for s in shards {
+        s.tracker.close();
+    }
+    let all = || async {
+        for s in shards {
+            s.tracker.wait().await;
+        }
+    };
+    let drain = shared.settings.borrow().drain_timeout;
+    let open = shared.stats.active.load(Ordering::Relaxed);
+    if open > 0 {
+        tracing::info!(sessions = open, ?drain, "proxy draining");
+    }
+    if tokio::time::timeout(drain, all()).await.is_err() {
+        let left = shared.stats.active.load(Ordering::Relaxed);
+        tracing::warn!(
+            sessions = left,
+            "proxy drain timeout, closing the remaining sessions"
+        );
+        shared.force_close();
+        all().await;
     }
 }
 
@@ -439,6 +473,20 @@ fn resource_exhausted(e: &io::Error) -> bool {
         e.raw_os_error().map(Errno::from_raw),
         Some(Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM)
     )
+}
+
+/// Accepts on one listening socket until `shutdown`, then closes it.
+async fn serve_listener(
+    listener: std::net::TcpListener,
+    shared: &Arc<Shared>,
+    backends: &watch::Receiver<Backends>,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) {
+    match TcpListener::from_std(listener) {
+        Ok(l) => accept_loop(&l, shared, backends, tracker, shutdown).await,
+        Err(e) => tracing::error!(error = %e, "proxy: cannot register the listening socket"),
+    }
 }
 
 async fn accept_loop(

@@ -28,10 +28,14 @@ pub(crate) fn tune(sock: SockRef<'_>) -> io::Result<()> {
 }
 
 /// Creates the listening socket. IP_FREEBIND lets every LB node listen on the VIP before it holds it.
+/// `shared_port` sets SO_REUSEPORT, for one listener per proxy thread on the same port (the kernel hashes each
+/// new connection to one of them). Only sockets of the same user can join such a group, as with HAProxy's
+/// listeners; a port held by anyone else still fails the bind.
 pub(crate) fn listener(
     bind: SocketAddr,
     freebind: bool,
     backlog: i32,
+    shared_port: bool,
 ) -> io::Result<std::net::TcpListener> {
     let sock = Socket::new(
         Domain::for_address(bind),
@@ -39,6 +43,9 @@ pub(crate) fn listener(
         Some(Protocol::TCP),
     )?;
     sock.set_reuse_address(true)?;
+    if shared_port {
+        sock.set_reuse_port(true)?;
+    }
     if freebind {
         match bind {
             SocketAddr::V4(_) => sock.set_freebind_v4(true)?,
@@ -108,7 +115,7 @@ mod tests {
     /// this test says so.
     #[test]
     fn accepted_socket_inherits_listener_options() {
-        let l = listener("127.0.0.1:0".parse().unwrap(), false, 16).unwrap();
+        let l = listener("127.0.0.1:0".parse().unwrap(), false, 16, false).unwrap();
         let addr = l.local_addr().unwrap();
         let _c = std::net::TcpStream::connect(addr).unwrap();
         let (s, _) = l.accept().unwrap();
@@ -138,8 +145,8 @@ mod tests {
     #[test]
     fn freebind_allows_a_foreign_address() {
         // 192.0.2.1 is not on this host; without IP_FREEBIND bind would fail with EADDRNOTAVAIL.
-        let l = listener("192.0.2.1:0".parse().unwrap(), true, 16).unwrap();
+        let l = listener("192.0.2.1:0".parse().unwrap(), true, 16, false).unwrap();
         assert_eq!(l.local_addr().unwrap().ip().to_string(), "192.0.2.1");
-        assert!(listener("192.0.2.1:0".parse().unwrap(), false, 16).is_err());
+        assert!(listener("192.0.2.1:0".parse().unwrap(), false, 16, false).is_err());
     }
 }

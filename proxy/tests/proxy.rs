@@ -544,3 +544,38 @@ async fn connect_timeout_then_retry_elsewhere() {
     p.stop().await;
     drop(fillers);
 }
+
+#[tokio::test]
+async fn every_thread_setting_serves_drains_and_closes_its_listeners() {
+    // 0: on the test's runtime; 1: one thread of the proxy's own; 3: three, each with its own listener on the
+    // same port. Every client is served whichever listener the kernel hands it to, sessions still open at
+    // the stop are closed after the drain, and no listener is left accepting.
+    for threads in [0, 1, 3] {
+        let b = Backend::spawn(Mode::Echo).await;
+        let mut cfg = config(Forwarding::Splice);
+        cfg.threads = threads;
+        let p = start(cfg, &[(b.addr, true)]);
+        let mut held = Vec::new();
+        for _ in 0..40 {
+            let mut c = TcpStream::connect(p.addr).await.unwrap();
+            ping(&mut c).await.unwrap();
+            held.push(c);
+        }
+        assert_eq!(p.stats.accepted.load(Relaxed), 40, "threads {threads}");
+        let (addr, stats) = (p.addr, p.stats.clone());
+        p.stop().await;
+        assert_eq!(stats.active.load(Relaxed), 0, "threads {threads}");
+        assert!(
+            stats.killed.load(Relaxed) >= 1,
+            "threads {threads}: forced after the drain"
+        );
+        for mut c in held {
+            assert!(closed_within(&mut c, Duration::from_secs(5)).await);
+        }
+        let refused = TcpStream::connect(addr).await;
+        assert!(
+            refused.is_err(),
+            "threads {threads}: a listener is still open"
+        );
+    }
+}
