@@ -12,6 +12,7 @@ use anyhow::{anyhow, Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use super::history::HealthTimers;
 use crate::apiserver::{fake_apiserver_bin, ServerCertSpec, TestPki};
 use crate::netns::{wait_for, Lab, Proc, TempDir};
 use crate::vipd::{HealthSpec, VipdNode, VipdSpec};
@@ -22,6 +23,13 @@ pub const PRIORITIES: [u8; 3] = [150, 120, 100];
 pub const ADVERT_MS: u64 = 100;
 pub const LBS: [&str; 3] = ["lb0", "lb1", "lb2"];
 pub const APIS: [&str; 3] = ["api0", "api1", "api2"];
+/// Health checks of both implementations: HTTPS `/readyz` every 300 ms, 250 ms timeout, fall 2, rise 1.
+pub const HEALTH: HealthTimers = HealthTimers {
+    interval_ms: 300,
+    timeout_ms: 250,
+    rise: 1,
+    fall: 2,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Imp {
@@ -47,7 +55,9 @@ pub enum Lb {
         ka: Proc,
         vrrp_pid: i32,
         haproxy: Proc,
-        _dir: TempDir,
+        /// HAProxy processes replaced by a reload, finishing their sessions (killed on drop).
+        retired: Vec<Proc>,
+        dir: TempDir,
     },
 }
 
@@ -82,6 +92,7 @@ impl Lb {
                 ka,
                 vrrp_pid,
                 haproxy,
+                retired,
                 ..
             } => {
                 // Parent stopped first so it cannot respawn the child; the child dies before the parent so it
@@ -89,6 +100,7 @@ impl Lb {
                 let _ = ka.signal(Signal::SIGSTOP);
                 let _ = kill(Pid::from_raw(*vrrp_pid), Signal::SIGKILL);
                 haproxy.kill9();
+                retired.iter_mut().for_each(Proc::kill9);
                 ka.kill9();
             }
         }
@@ -104,6 +116,7 @@ impl Lb {
                 ka,
                 vrrp_pid,
                 haproxy,
+                retired,
                 ..
             } => {
                 ka.stop(Signal::SIGTERM, Duration::from_secs(10));
@@ -112,6 +125,9 @@ impl Lb {
                     let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
                 }
                 haproxy.stop(Signal::SIGTERM, Duration::from_secs(5));
+                for p in retired {
+                    p.stop(Signal::SIGTERM, Duration::from_secs(5));
+                }
             }
         }
     }
@@ -146,6 +162,24 @@ impl Lb {
             Lb::Vipd(v) => v.proc.lines(),
             Lb::Pair { ka, .. } => ka.lines(),
         }
+    }
+
+    /// Lines logged since `cursor` (advanced): vipd's, or Keepalived's then the current HAProxy's. A reload
+    /// or restart starts a process with its own lines: reset the cursor to `[0, 0]` then.
+    pub fn new_log_lines(&self, cursor: &mut [usize; 2]) -> Vec<String> {
+        let mut out = Vec::new();
+        let procs: Vec<&Proc> = match self {
+            Lb::Vipd(v) => vec![&v.proc],
+            Lb::Pair { ka, haproxy, .. } => vec![ka, haproxy],
+        };
+        for (p, c) in procs.into_iter().zip(cursor.iter_mut()) {
+            let n = p.line_count();
+            if n > *c {
+                out.extend(p.lines_from(*c));
+                *c = n;
+            }
+        }
+        out
     }
 }
 
@@ -253,10 +287,10 @@ impl World {
         spec.health = HealthSpec::Https {
             ca_file: self.pki.ca_cert().to_path_buf(),
         };
-        spec.health_interval = "300ms";
-        spec.health_timeout = "250ms";
-        spec.rise = 1;
-        spec.fall = 2;
+        spec.health_interval = leak(format!("{}ms", HEALTH.interval_ms));
+        spec.health_timeout = leak(format!("{}ms", HEALTH.timeout_ms));
+        spec.rise = HEALTH.rise;
+        spec.fall = HEALTH.fall;
         spec.with_extra("proxy", "drainTimeout: 1s")
     }
 
@@ -313,8 +347,43 @@ impl World {
             ka,
             vrrp_pid,
             haproxy,
-            _dir: dir,
+            retired: Vec::new(),
+            dir,
         })
+    }
+
+    /// Reload node `i`'s load balancer with `backends`: vipd rewrites its file and gets SIGHUP; HAProxy gets
+    /// a new process on the new file with `-sf` (it takes over the listener; the old one finishes its
+    /// sessions and exits), the usual `haproxy -sf $(cat pid)` reload.
+    pub fn reload(&mut self, i: usize, backends: &[SocketAddr]) -> Result<()> {
+        let spec = self.vipd_spec(i, backends.to_vec());
+        let cfg = self.haproxy_cfg(backends);
+        let ns = &self.lab.node(LBS[i]).ns;
+        match self.lbs[i].as_mut() {
+            None => Ok(()),
+            Some(Lb::Vipd(v)) => {
+                v.write_config(&spec)?;
+                v.signal(Signal::SIGHUP)
+            }
+            Some(Lb::Pair {
+                haproxy,
+                retired,
+                dir,
+                ..
+            }) => {
+                std::fs::write(dir.join("haproxy.cfg"), cfg)?;
+                let mut h = ns.command("haproxy");
+                h.arg("-db")
+                    .arg("-f")
+                    .arg(dir.join("haproxy.cfg"))
+                    .arg("-sf")
+                    .arg(haproxy.pid().to_string());
+                let new = ns.spawn(h)?;
+                retired.retain_mut(|p| p.wait_exit(Duration::ZERO).is_none());
+                retired.push(std::mem::replace(haproxy, new));
+                Ok(())
+            }
+        }
     }
 
     /// HAProxy doing vipd's job: leastconn over the apiservers, HTTPS `/readyz` checks every 300 ms.
@@ -329,7 +398,11 @@ impl World {
              timeout client 1h\n    timeout server 1h\n\
              frontend apiserver\n    bind {VIP}:{PORT}\n    default_backend apiservers\n\
              backend apiservers\n    option httpchk GET /readyz\n    http-check expect status 200\n    \
-             timeout check 250ms\n    default-server inter 300ms fall 2 rise 1 check-ssl verify required ca-file {}\n{servers}",
+             timeout check {}ms\n    default-server inter {}ms fall {} rise {} check-ssl verify required ca-file {}\n{servers}",
+            HEALTH.timeout_ms,
+            HEALTH.interval_ms,
+            HEALTH.fall,
+            HEALTH.rise,
             self.pki.ca_cert().display()
         )
     }
