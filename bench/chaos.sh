@@ -35,6 +35,11 @@ fi
 mkdir -p "$OUTDIR"
 START=$(date +%s)
 if [ "$REPORT_ONLY" = 0 ]; then
+# The machine's load while the drivers run: the 1-minute load average every 30 s.
+: > "$OUTDIR/load.txt"
+( while :; do cut -d' ' -f1 /proc/loadavg >> "$OUTDIR/load.txt"; sleep 30; done ) &
+LOADPID=$!
+trap 'kill "$LOADPID" 2>/dev/null || true' EXIT
 # Both implementations at once, each in its own lab (namespaces chsv-*, chsk-*): the same schedule under the
 # same machine load. Then one check of both histories writes the side-by-side table.
 PIDS=()
@@ -46,6 +51,7 @@ for imp in vipd pair; do
 done
 RC=0
 for p in "${PIDS[@]}"; do wait "$p" || RC=$?; done
+kill "$LOADPID" 2>/dev/null || true
 [ "$RC" = 0 ] || { echo "a chaos driver failed (exit $RC); see $OUTDIR/*/driver.log" >&2; exit "$RC"; }
 fi
 END=$(date +%s)
@@ -59,14 +65,18 @@ cp "$OUTDIR/keepalived-haproxy-$SEED.svg" bench/chaos-timeline-keepalived.svg
     echo "# Chaos run: vipd vs Keepalived + HAProxy under the same seeded faults"
     echo
     if [ "$REPORT_ONLY" = 0 ]; then
-        echo "Written by \`bench/chaos.sh --minutes $MINUTES --seed $SEED\` at revision \`$REV\` on $(date -u +%Y-%m-%d)"
-        echo "($(( (END - START) / 60 )) min wall clock; both implementations ran at the same time, each in its own lab)."
+        LOAD=$(awk '{ s += $1; if (NR == 1 || $1 < lo) lo = $1; if ($1 > hi) hi = $1 } END { if (NR) printf "%.1f / %.1f / %.1f", lo, s / NR, hi }' "$OUTDIR/load.txt")
+        echo "**Written by \`bench/chaos.sh --minutes $MINUTES --seed $SEED\`: $MINUTES minutes of faults per implementation,"
+        echo "seed $SEED, revision \`$REV\`,** $(date -u -d "@$START" +'%Y-%m-%d %H:%M')-$(date -u -d "@$END" +%H:%M) UTC"
+        echo "($(( (END - START) / 60 )) min wall clock; both implementations ran at the same time, each in its own lab, release"
+        echo "builds). Load: the 1-minute load average of the $(nproc)-core machine (shared with other builds and tests)"
+        echo "was $LOAD (min / mean / max, sampled every 30 s) during the run."
     else
         echo "Histories recorded by \`examples/chaos --minutes $MINUTES --seed $SEED --imp {vipd,pair}\` (both at the same"
         echo "time, each in its own lab), report by \`bench/chaos.sh --report-only\`, revision \`$REV\`, $(date -u +%Y-%m-%d)."
     fi
-    echo "Rerun the hour-long figures with"
-    echo "\`bench/chaos.sh --minutes 60 --seed $SEED\`; the seed fixes the schedule, so a run is replayed exactly."
+    echo "The issue's hour-long figures: \`bench/chaos.sh --minutes 60 --seed $SEED\` (about 65 minutes); the seed fixes"
+    echo "the schedule, so a run is replayed exactly."
     echo
     echo "Machine: $(nproc) cores, $(uname -r); $(keepalived --version 2>&1 | head -1); $(haproxy -v 2>&1 | head -1 | cut -d' ' -f1-3)."
     echo

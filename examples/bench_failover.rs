@@ -8,8 +8,9 @@
 //! TCP connect to VIP:443 after which no connect fails (connects are started every 5 ms, each given 200 ms; in
 //! the lab a connect either completes in well under a millisecond or its SYN was lost).
 //!
-//! Every process is a `Proc` guard (killed and reaped by PID on drop), Keepalived's VRRP child is killed by
-//! the PID from its pid file, namespaces are removed by their guards, and every wait is bounded.
+//! Every process is a `Proc` guard (killed and reaped by PID on drop); the Keepalived + HAProxy nodes are
+//! `vipd_lab::pair`'s, the chaos run's too (Keepalived's VRRP child is killed by the PID from its pid file);
+//! namespaces are removed by their guards, and every wait is bounded.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -18,10 +19,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use vipd_lab::apiserver::{fake_apiserver_bin, ServerCertSpec, TestPki};
 use vipd_lab::netns::{wait_for, Lab, Proc, TempDir};
+use vipd_lab::pair::{PairCheck, PairNode, PairSpec};
 use vipd_lab::vipd::{in_netns, HealthSpec, VipdNode, VipdSpec};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
@@ -116,31 +117,17 @@ fn ms(d: Duration) -> u128 {
 #[derive(Debug)]
 enum Lb {
     Vipd(VipdNode),
-    Pair {
-        ka: Proc,
-        vrrp_pid: i32,
-        haproxy: Proc,
-        _dir: TempDir,
-    },
-}
-
-fn alive(pid: i32) -> bool {
-    kill(Pid::from_raw(pid), None).is_ok()
+    Pair(PairNode),
 }
 
 impl Lb {
     fn pids(&self) -> Vec<(&'static str, i32)> {
         match self {
             Lb::Vipd(v) => vec![("vipd", v.pid())],
-            Lb::Pair {
-                ka,
-                vrrp_pid,
-                haproxy,
-                ..
-            } => vec![
-                ("keepalived", ka.pid()),
-                ("keepalived-vrrp", *vrrp_pid),
-                ("haproxy", haproxy.pid()),
+            Lb::Pair(p) => vec![
+                ("keepalived", p.ka.pid()),
+                ("keepalived-vrrp", p.vrrp_pid),
+                ("haproxy", p.haproxy.pid()),
             ],
         }
     }
@@ -149,20 +136,7 @@ impl Lb {
     fn crash(&mut self) {
         match self {
             Lb::Vipd(v) => v.proc.kill9(),
-            Lb::Pair {
-                ka,
-                vrrp_pid,
-                haproxy,
-                ..
-            } => {
-                // The parent is stopped first so it cannot respawn the child, and the child dies before the
-                // parent so it never sees the parent's death signal (which would make it hand over).
-                let _ = ka.signal(Signal::SIGSTOP);
-                let _ = kill(Pid::from_raw(*vrrp_pid), Signal::SIGKILL);
-                let _ = haproxy.signal(Signal::SIGKILL);
-                ka.kill9();
-                haproxy.kill9();
-            }
+            Lb::Pair(p) => p.kill9(),
         }
     }
 
@@ -173,29 +147,7 @@ impl Lb {
             Lb::Vipd(v) => {
                 let _ = v.signal(Signal::SIGTERM);
             }
-            Lb::Pair { ka, .. } => {
-                let _ = ka.signal(Signal::SIGTERM);
-            }
-        }
-    }
-}
-
-impl Drop for Lb {
-    fn drop(&mut self) {
-        if let Lb::Pair {
-            ka,
-            vrrp_pid,
-            haproxy,
-            ..
-        } = self
-        {
-            let _ = ka.signal(Signal::SIGCONT);
-            ka.stop(Signal::SIGTERM, Duration::from_secs(5));
-            let pid = *vrrp_pid;
-            if wait_for(Duration::from_secs(3), || (!alive(pid)).then_some(())).is_none() {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            }
-            haproxy.kill9();
+            Lb::Pair(p) => p.sigterm_keepalived(),
         }
     }
 }
@@ -290,66 +242,32 @@ impl Bench {
                 )?))
             }
             Imp::Pair => {
-                let dir = TempDir::new("bfo-pair")?;
-                let adv_s = format!("{}", adv_ms as f64 / 1000.0);
-                let conf = format!(
-                    "global_defs {{\n    router_id ka_{node}\n    vrrp_version 3\n    enable_script_security\n}}\n\
-                     vrrp_instance VI_51 {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 51\n    \
-                     priority {prio}\n    advert_int {adv_s}\n    virtual_ipaddress {{\n        {VIP}/32 dev eth0\n    }}\n}}\n"
-                );
-                std::fs::write(dir.join("keepalived.conf"), conf)?;
-                let mut servers = String::new();
-                for (i, b) in self.backend_addrs().iter().enumerate() {
-                    servers.push_str(&format!("    server be{i} {b} check\n"));
-                }
-                let check = if h.https {
-                    format!(
-                        "    option httpchk GET /readyz\n    http-check expect status 200\n    \
-                         timeout check {timeout_ms}ms\n    default-server inter {h_ms}ms fall {fall} rise {rise} \
-                         check-ssl verify required ca-file {}\n",
-                        self.pki.ca_cert().display()
-                    )
-                } else {
-                    format!(
-                        "    timeout check {timeout_ms}ms\n    default-server inter {h_ms}ms fall {fall} rise {rise}\n"
-                    )
+                let spec = PairSpec {
+                    node: node.to_string(),
+                    vip: VIP,
+                    port: PORT,
+                    priority: prio,
+                    advert_ms: adv_ms,
+                    backends: self
+                        .backend_addrs()
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, b)| (format!("be{i}"), b))
+                        .collect(),
+                    check: if h.https {
+                        PairCheck::Https {
+                            ca_file: self.pki.ca_cert().to_path_buf(),
+                        }
+                    } else {
+                        PairCheck::Tcp
+                    },
+                    check_interval_ms: h_ms,
+                    check_timeout_ms: timeout_ms,
+                    rise,
+                    fall,
+                    maxconn: MAXCONN,
                 };
-                let hacfg = format!(
-                    "global\n    nbthread 2\n    maxconn {MAXCONN}\n\
-                     defaults\n    mode tcp\n    balance leastconn\n    retries 2\n    timeout connect 300ms\n    \
-                     timeout client 1h\n    timeout server 1h\n\
-                     frontend apiserver\n    bind {VIP}:{PORT}\n    default_backend apiservers\n\
-                     backend apiservers\n{check}{servers}"
-                );
-                std::fs::write(dir.join("haproxy.cfg"), hacfg)?;
-                let mut h = ns.command("haproxy");
-                h.arg("-db").arg("-f").arg(dir.join("haproxy.cfg"));
-                let haproxy = ns.spawn(h)?;
-                let mut k = ns.command("keepalived");
-                k.args(["-n", "-l", "-D", "-P", "-f"])
-                    .arg(dir.join("keepalived.conf"))
-                    .arg("-p")
-                    .arg(dir.join("ka.pid"))
-                    .arg("-r")
-                    .arg(dir.join("vrrp.pid"))
-                    .arg("-c")
-                    .arg(dir.join("checkers.pid"));
-                let ka = ns.spawn(k)?;
-                let pidfile = dir.join("vrrp.pid");
-                let vrrp_pid = wait_for(Duration::from_secs(10), || {
-                    std::fs::read_to_string(&pidfile)
-                        .ok()
-                        .and_then(|s| s.trim().parse::<i32>().ok())
-                })
-                .ok_or_else(|| {
-                    anyhow!("keepalived on {node} wrote no VRRP pid: {:?}", ka.lines())
-                })?;
-                Ok(Lb::Pair {
-                    ka,
-                    vrrp_pid,
-                    haproxy,
-                    _dir: dir,
-                })
+                Ok(Lb::Pair(PairNode::start(ns, &spec)?))
             }
         }
     }
@@ -383,7 +301,7 @@ impl Bench {
         if ok.is_none() {
             let logs: Vec<String> = match &n0 {
                 Lb::Vipd(v) => v.proc.lines(),
-                Lb::Pair { haproxy, .. } => haproxy.lines(),
+                Lb::Pair(p) => p.haproxy.lines(),
             };
             let tail = logs[logs.len().saturating_sub(5)..].join(" / ");
             bail!("{}: no connect through lb0 ({tail})", imp.label());

@@ -46,6 +46,7 @@ fn check_files(files: &[PathBuf]) -> Result<()> {
             &events,
             Options {
                 require_observed: vipd,
+                require_logs: vipd,
             },
         );
         let title = format!(
@@ -114,6 +115,7 @@ fn main() -> Result<()> {
             &events,
             Options {
                 require_observed: imp == Imp::Vipd,
+                require_logs: imp == Imp::Vipd,
             },
         );
         let title = format!(

@@ -40,6 +40,7 @@ fn short_chaos_run_keeps_one_holder_and_serves_the_client() {
         &events,
         Options {
             require_observed: true,
+            require_logs: true,
         },
     );
     std::fs::write(

@@ -9,10 +9,12 @@
 //! - [`apiserver`]: a fake kube-apiserver (HTTPS `/readyz`, `/version`, watch streams, stall and not-ready
 //!   switches) and the throwaway PKI it serves with.
 //! - [`vipd`]: a vipd node: its config from a typed spec, the process in its namespace, its admin endpoint.
+//! - [`pair`]: a Keepalived + HAProxy node doing the same job, for the comparisons (benchmark, chaos run).
 //! - [`tools`]: the programs the lab runs, checked before they run (a missing one names its package).
 
 pub mod apiserver;
 pub mod chaos;
 pub mod netns;
+pub mod pair;
 pub mod tools;
 pub mod vipd;

@@ -290,6 +290,15 @@ impl Proc {
         self.lines.0.lock().unwrap().lines.clone()
     }
 
+    /// The lines from index `from` on (a cursor from [`Proc::line_count`]).
+    pub fn lines_from(&self, from: usize) -> Vec<String> {
+        let g = self.lines.0.lock().unwrap();
+        g.lines
+            .get(from..)
+            .map(<[String]>::to_vec)
+            .unwrap_or_default()
+    }
+
     /// Wait until a line at index >= `from` matches `pred`; returns (index, line). Bounded by `timeout`.
     pub fn wait_line_from(
         &self,

@@ -9,12 +9,15 @@
 //! - two holders only while a fault that splits VRRP lasts and one advertisement interval (plus slack) after
 //!   its heal; elsewhere at most a sampling blip (`BLIP`);
 //! - no daemon exits on its own; descriptors and memory of each process flat over its life;
-//! - (vipd) every fault that moves or touches the VIP is visible in the node's metrics.
+//! - a reload (changed backend list) fails no request and breaks no watch stream;
+//! - (vipd) every fault that moves or touches the VIP is visible in the node's metrics, and every fault
+//!   leaves the log lines it must (a state change, a link change, the VIP restored, a backend down within
+//!   its checks' fall x interval and up again within rise x interval, a reload applied), see [`expected_logs`].
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::history::Event;
+use super::history::{Event, HealthTimers};
 use super::schedule::Kind;
 
 /// Slack added to every RFC-derived bound: a loaded 2-core CI machine runs `ip` and the daemons late.
@@ -47,7 +50,9 @@ pub fn bound(kind: Kind, top_priority: u8, advert: f64) -> f64 {
         Kind::Loss | Kind::VrrpPartition | Kind::LossyBackup => 2.0 * advert,
         Kind::VipRemoved => NET_TICK,
         // No VRRP change: the holder never moves; health checks take the backend out (fall x interval).
-        Kind::ApiStall | Kind::ApiKill => 1.0,
+        Kind::ApiStall | Kind::ApiKill | Kind::ApiNotReady => 1.0,
+        // Backends change, VRRP does not: nothing moves, nothing may fail.
+        Kind::Reload => 0.0,
     };
     rfc + SLACK
 }
@@ -87,6 +92,8 @@ impl Report {
 pub struct Options {
     /// Require an `observed` event (metrics) for each VIP-moving fault: vipd records them, Keepalived has none.
     pub require_observed: bool,
+    /// Require vipd's log lines for each fault ([`expected_logs`]); Keepalived and HAProxy log otherwise.
+    pub require_logs: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -104,6 +111,8 @@ struct Meta {
     nodes: Vec<String>,
     top_priority: u8,
     advert: f64,
+    health: Option<HealthTimers>,
+    backends: BTreeMap<String, String>,
 }
 
 fn meta(h: &[Event]) -> Option<Meta> {
@@ -114,8 +123,12 @@ fn meta(h: &[Event]) -> Option<Meta> {
             nodes,
             priorities,
             advert_ms,
+            health,
+            backends,
             ..
         } => Some(Meta {
+            health: *health,
+            backends: backends.clone(),
             implementation: implementation.clone(),
             seed: *seed,
             top_priority: priorities.iter().copied().max().unwrap_or(100),
@@ -214,8 +227,12 @@ pub fn check(h: &[Event], opts: Options) -> Report {
     check_holders(&ss, &ws, &m, &expected, &mut r);
     check_dual(&ss, &ws, &m, &mut r);
     check_processes(h, &mut r);
+    check_reloads(h, &ws, &mut r);
     if opts.require_observed {
         check_observed(h, &ws, &m.nodes, &mut r);
+    }
+    if opts.require_logs {
+        check_logs(h, &ws, &m, &mut r);
     }
     r
 }
@@ -425,7 +442,7 @@ fn check_observed(h: &[Event], ws: &[Window], nodes: &[String], r: &mut Report) 
     for w in ws.iter().filter(|w| {
         !matches!(
             w.kind,
-            Kind::StopShort | Kind::ApiStall | Kind::ApiKill | Kind::Loss
+            Kind::StopShort | Kind::ApiStall | Kind::ApiKill | Kind::ApiNotReady | Kind::Loss
         )
     }) {
         let seen = h
@@ -438,6 +455,209 @@ fn check_observed(h: &[Event], ws: &[Window], nodes: &[String], r: &mut Report) 
                 w.kind.as_str(),
                 w.node
             ));
+        }
+    }
+}
+
+/// A reload with a changed backend list must not disturb the client: every request that ended during its
+/// window (from the first reload to the next fault, so the reload back is included) succeeded, and no watch
+/// stream broke.
+fn check_reloads(h: &[Event], ws: &[Window], r: &mut Report) {
+    for w in ws.iter().filter(|w| w.kind == Kind::Reload) {
+        let in_window = |t: f64| t > w.start && t <= w.end;
+        let failed = h
+            .iter()
+            .filter(|e| matches!(e, Event::Request { end, ok: false, .. } if in_window(*end)))
+            .count();
+        if failed > 0 {
+            r.violations.push(format!(
+                "{:.2}s: reload without {}: {failed} request(s) failed",
+                w.start, w.node
+            ));
+        }
+        for e in h {
+            if let Event::Observed { t, node, what } = e {
+                if node.starts_with("watch") && in_window(*t) {
+                    r.violations.push(format!(
+                        "{t:.2}s: reload without {} (at {:.2}s): {node}: {what}",
+                        w.node, w.start
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Which nodes must log a line.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Who {
+    /// This load-balancer node.
+    Node(String),
+    /// Any one of them.
+    Any,
+    /// Every one of them (all check every backend and all are reloaded).
+    Every,
+}
+
+/// A line vipd must log for a fault: from `who`, containing every one of `contains`, between `from` and `by`
+/// (seconds since the run started).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExpectedLog {
+    pub who: Who,
+    pub contains: Vec<String>,
+    pub from: f64,
+    pub by: f64,
+}
+
+/// How long health checks take to mark a backend down after it breaks: `fall` checks, `interval` apart,
+/// each failing at once (refused, 500) or after its timeout (stalled).
+pub fn backend_down_after(kind: Kind, h: &HealthTimers) -> f64 {
+    let per_check = h.interval_ms
+        + if kind == Kind::ApiStall {
+            h.timeout_ms
+        } else {
+            0
+        };
+    f64::from(h.fall) * per_check as f64 / 1000.0
+}
+
+/// How long health checks take to mark a recovered backend up: `rise` checks, `interval` apart.
+pub fn backend_up_after(h: &HealthTimers) -> f64 {
+    f64::from(h.rise) * (h.interval_ms + h.timeout_ms) as f64 / 1000.0
+}
+
+/// The lines vipd must log for the fault of window `w` (its heal at `w.heal`, the next fault at `w.end`).
+/// `backend_went_down`: whether the window's apiserver was logged down (then it must come back up).
+fn expected_logs(w: &Window, m: &Meta, backend_went_down: bool) -> Vec<ExpectedLog> {
+    let e = |who: Who, contains: &[&str], from: f64, by: f64| ExpectedLog {
+        who,
+        contains: contains.iter().map(|s| s.to_string()).collect(),
+        from,
+        by,
+    };
+    let node = Who::Node(w.node.clone());
+    let change = "VRRP state change";
+    match w.kind {
+        // The restarted daemon joins (Initialize -> Backup, and lb0 preempts to Master).
+        Kind::Kill9 | Kind::Sigterm => vec![e(node, &[change], w.heal, w.end)],
+        // A stopped master is replaced (a stopped backup may come back unnoticed, like StopShort).
+        Kind::StopLong if m.nodes.first() == Some(&w.node) => {
+            vec![e(Who::Any, &[change], w.start, w.end)]
+        }
+        Kind::StopLong | Kind::StopShort | Kind::Loss => vec![],
+        Kind::LinkCut | Kind::LinkFlap => vec![e(node, &["link changed"], w.start, w.end)],
+        // An isolated backup becomes master; an isolated master is replaced.
+        Kind::VrrpPartition => vec![e(Who::Any, &[change], w.start, w.end)],
+        // Deaf for longer than Master_Down_Interval: takes over, steps down, repairs the client's entry.
+        Kind::LossyBackup => vec![
+            e(node.clone(), &[change], w.start, w.end),
+            e(
+                node,
+                &["announced the VIP at the new master's MAC"],
+                w.start,
+                w.end,
+            ),
+        ],
+        Kind::VipRemoved => vec![e(
+            node,
+            &["VIP removed from the interface while master"],
+            w.start,
+            w.start + bound(w.kind, m.top_priority, m.advert),
+        )],
+        Kind::Reload => vec![
+            e(
+                Who::Every,
+                &["reload: new configuration applied"],
+                w.start,
+                w.start + SLACK,
+            ),
+            e(
+                Who::Every,
+                &["reload: new configuration applied"],
+                w.heal,
+                w.heal + SLACK,
+            ),
+        ],
+        Kind::ApiStall | Kind::ApiKill | Kind::ApiNotReady => backend_logs(w, m, backend_went_down),
+    }
+}
+
+/// A broken apiserver: every node logs it down within its checks' detection time, when the fault lasted
+/// that long (plus slack); once down, up again within the rise time after the heal.
+fn backend_logs(w: &Window, m: &Meta, went_down: bool) -> Vec<ExpectedLog> {
+    let Some(h) = m.health else { return vec![] };
+    let addr = m.backends.get(&w.node).cloned().unwrap_or_default();
+    let down_by = backend_down_after(w.kind, &h) + SLACK;
+    let mut out = Vec::new();
+    if w.heal - w.start >= down_by {
+        out.push(ExpectedLog {
+            who: Who::Every,
+            contains: vec!["backend is down".into(), addr.clone()],
+            from: w.start,
+            by: w.start + down_by,
+        });
+    }
+    if went_down {
+        out.push(ExpectedLog {
+            who: Who::Every,
+            contains: vec!["backend is up".into(), addr],
+            from: w.heal,
+            by: w.heal + backend_up_after(&h) + SLACK,
+        });
+    }
+    out
+}
+
+/// Every fault left the log lines [`expected_logs`] names.
+fn check_logs(h: &[Event], ws: &[Window], m: &Meta, r: &mut Report) {
+    let logs: Vec<(f64, &str, &str)> = h
+        .iter()
+        .filter_map(|e| match e {
+            Event::Log { t, node, line } => Some((*t, node.as_str(), line.as_str())),
+            _ => None,
+        })
+        .collect();
+    let matches = |x: &ExpectedLog, node: &str| {
+        logs.iter().any(|(t, n, line)| {
+            *n == node
+                && *t >= x.from
+                && *t <= x.by
+                && x.contains.iter().all(|c| line.contains(c.as_str()))
+        })
+    };
+    for w in ws.iter().filter(|w| w.heal.is_finite()) {
+        let addr = m.backends.get(&w.node).map_or("", String::as_str);
+        let went_down = logs.iter().any(|(t, _, line)| {
+            *t >= w.start && *t <= w.end && line.contains("backend is down") && line.contains(addr)
+        });
+        for x in expected_logs(w, m, went_down) {
+            let missing: Vec<&String> = match &x.who {
+                Who::Node(n) => m
+                    .nodes
+                    .iter()
+                    .filter(|k| *k == n && !matches(&x, k))
+                    .collect(),
+                Who::Any => {
+                    if m.nodes.iter().any(|k| matches(&x, k)) {
+                        vec![]
+                    } else {
+                        m.nodes.iter().collect()
+                    }
+                }
+                Who::Every => m.nodes.iter().filter(|k| !matches(&x, k)).collect(),
+            };
+            if !missing.is_empty() {
+                r.violations.push(format!(
+                    "{:.2}s: {} on {}: no log line with {:?} from {:?} between {:.2}s and {:.2}s",
+                    w.start,
+                    w.kind.as_str(),
+                    w.node,
+                    x.contains,
+                    missing,
+                    x.from,
+                    x.by
+                ));
+            }
         }
     }
 }
@@ -460,6 +680,7 @@ mod tests {
     const META: &str = r#"{"type":"meta","t":0.0,"implementation":"test","seed":1,"nodes":["lb0","lb1","lb2"],"priorities":[150,120,100],"advert_ms":100}"#;
     const OPTS: Options = Options {
         require_observed: false,
+        require_logs: false,
     };
 
     fn sample(t: f64, holders: &[&str], arp: &str) -> String {
@@ -609,6 +830,7 @@ mod tests {
             &h,
             Options {
                 require_observed: true,
+                require_logs: false,
             },
         );
         let v = r.violations.join("\n");
@@ -650,6 +872,169 @@ mod tests {
         assert!(r.ok(), "{:?}", r.violations);
         assert_eq!(r.per_kind["api_kill"].outages, vec![0.0]);
         assert!(r.per_kind["stop_long"].outages[0] > 0.0);
+    }
+
+    const META_HEALTH: &str = r#"{"type":"meta","t":0.0,"implementation":"vipd","seed":1,"nodes":["lb0","lb1","lb2"],"priorities":[150,120,100],"advert_ms":100,"health":{"interval_ms":300,"timeout_ms":250,"rise":1,"fall":2},"backends":{"api0":"192.0.2.4:6443","api1":"192.0.2.5:6443","api2":"192.0.2.6:6443"}}"#;
+    const LOGS: Options = Options {
+        require_observed: false,
+        require_logs: true,
+    };
+
+    fn api_fault(t: f64, kind: &str, node: &str, phase: &str) -> String {
+        format!(r#"{{"type":"fault","t":{t},"kind":"{kind}","node":"{node}","phase":"{phase}"}}"#)
+    }
+
+    fn log(t: f64, node: &str, line: &str) -> String {
+        serde_json::to_string(&Event::Log {
+            t,
+            node: node.into(),
+            line: line.into(),
+        })
+        .unwrap()
+    }
+
+    fn logs_on_every_node(t: f64, line: &str) -> Vec<String> {
+        ["lb0", "lb1", "lb2"]
+            .iter()
+            .map(|n| log(t, n, line))
+            .collect()
+    }
+
+    /// Like [`history`], with the health timers and backend addresses in the meta line.
+    fn history_health(lines: &[String], steady: (f64, f64)) -> Vec<Event> {
+        let mut h = history(lines, steady);
+        h[0] = read(META_HEALTH.as_bytes()).unwrap().remove(0);
+        h
+    }
+
+    #[test]
+    fn a_not_ready_apiserver_must_be_logged_down_within_fall_x_interval_and_up_after() {
+        let down =
+            " WARN health::checker: backend is down backend=192.0.2.5:6443 reason=status 500";
+        let up = " INFO health::checker: backend is up backend=192.0.2.5:6443";
+        // fall 2 x 300 ms = 0.6 s, plus the slack: logged by 1.0 + 3.1 s; up by 5.0 + 0.55 + 2.5 s.
+        assert!((backend_down_after(Kind::ApiNotReady, &HEALTH) - 0.6).abs() < 1e-9);
+        assert!((backend_down_after(Kind::ApiStall, &HEALTH) - 1.1).abs() < 1e-9);
+        let base = [
+            api_fault(1.0, "api_not_ready", "api1", "start"),
+            api_fault(5.0, "api_not_ready", "api1", "heal"),
+        ];
+        let good: Vec<String> = base
+            .iter()
+            .cloned()
+            .chain(logs_on_every_node(1.7, down))
+            .chain(logs_on_every_node(5.4, up))
+            .collect();
+        let r = check(&history_health(&good, (0.0, 14.0)), LOGS);
+        assert!(r.ok(), "{:?}", r.violations);
+
+        // Down too late on lb2 (after 4.1 s), and never up again on lb0.
+        let mut late: Vec<String> = base.to_vec();
+        late.push(log(1.7, "lb0", down));
+        late.push(log(1.7, "lb1", down));
+        late.push(log(4.5, "lb2", down));
+        late.push(log(5.4, "lb1", up));
+        late.push(log(5.4, "lb2", up));
+        let r = check(&history_health(&late, (0.0, 14.0)), LOGS);
+        let v = r.violations.join("\n");
+        assert_eq!(r.violations.len(), 2, "{v}");
+        assert!(
+            v.contains("backend is down") && v.contains("[\"lb2\"]"),
+            "{v}"
+        );
+        assert!(
+            v.contains("backend is up") && v.contains("[\"lb0\"]"),
+            "{v}"
+        );
+
+        // A fault shorter than the detection time plus slack needs no line (the checks may not have seen it).
+        let short = [
+            api_fault(1.0, "api_not_ready", "api1", "start"),
+            api_fault(2.0, "api_not_ready", "api1", "heal"),
+        ];
+        assert!(check(&history_health(&short, (0.0, 10.0)), LOGS).ok());
+    }
+
+    const HEALTH: HealthTimers = HealthTimers {
+        interval_ms: 300,
+        timeout_ms: 250,
+        rise: 1,
+        fall: 2,
+    };
+
+    #[test]
+    fn a_reload_fails_no_request_breaks_no_watch_and_is_logged_on_every_node() {
+        let applied = " INFO vipd::supervisor: reload: new configuration applied backends=2";
+        let base = [
+            api_fault(1.0, "reload", "api2", "start"),
+            api_fault(3.0, "reload", "api2", "heal"),
+        ];
+        let good: Vec<String> = base
+            .iter()
+            .cloned()
+            .chain(logs_on_every_node(1.2, applied))
+            .chain(logs_on_every_node(3.2, applied))
+            .collect();
+        let r = check(&history_health(&good, (0.0, 10.0)), LOGS);
+        assert!(r.ok(), "{:?}", r.violations);
+        assert!(bound(Kind::Reload, 150, 0.1) <= SLACK);
+
+        let mut bad = good.clone();
+        bad.push(req(2.0, false));
+        bad.push(
+            r#"{"type":"observed","t":3.3,"node":"watch1","what":"watch broke after 40.0s: stream ended"}"#
+                .into(),
+        );
+        bad.retain(|l| !(l.contains("\"lb2\"") && l.contains("\"t\":3.2")));
+        let r = check(&history_health(&bad, (0.0, 10.0)), LOGS);
+        let v = r.violations.join("\n");
+        assert!(v.contains("1 request(s) failed"), "{v}");
+        assert!(v.contains("watch1: watch broke"), "{v}");
+        assert!(
+            v.contains("reload: new configuration applied") && v.contains("[\"lb2\"]"),
+            "{v}"
+        );
+        // The pair is held to the same client rules, not to vipd's log lines.
+        let r = check(&history_health(&bad, (0.0, 10.0)), OPTS);
+        assert_eq!(r.violations.len(), 2, "{:?}", r.violations);
+    }
+
+    #[test]
+    fn vip_moving_faults_must_leave_their_log_lines() {
+        let change = " INFO vrrp::sys::driver: VRRP state change vrid=51 from=Backup to=Master reason=MasterDown";
+        let lines = vec![
+            // Restarted lb0 logs its state changes: fine.
+            fault(1.0, "kill9", "start"),
+            fault(2.0, "kill9", "heal"),
+            log(2.5, "lb0", change),
+            // The VIP deleted on lb0, restored and logged.
+            fault(10.0, "vip_removed", "start"),
+            fault(10.0, "vip_removed", "heal"),
+            log(10.3, "lb0", " WARN vrrp::sys::driver: VIP removed from the interface while master: restoring it vip=192.0.2.100"),
+            // A SIGTERM on lb0 whose restart logged nothing.
+            fault(20.0, "sigterm", "start"),
+            fault(21.0, "sigterm", "heal"),
+            // A link cut logged by another node only.
+            fault(30.0, "link_cut", "start"),
+            fault(31.0, "link_cut", "heal"),
+            log(30.2, "lb1", " WARN vrrp::sys::driver: link changed interface=eth0 up=false"),
+            // A short stop needs no line.
+            fault(40.0, "stop_short", "start"),
+            fault(40.1, "stop_short", "heal"),
+        ];
+        let r = check(&history_health(&lines, (0.0, 50.0)), LOGS);
+        let v = r.violations.join("\n");
+        assert_eq!(r.violations.len(), 2, "{v}");
+        assert!(
+            v.contains("sigterm on lb0: no log line with [\"VRRP state change\"]"),
+            "{v}"
+        );
+        assert!(
+            v.contains("link_cut on lb0: no log line with [\"link changed\"]"),
+            "{v}"
+        );
+        // The same history without the log rule passes.
+        assert!(check(&history_health(&lines, (0.0, 50.0)), OPTS).ok());
     }
 
     #[test]

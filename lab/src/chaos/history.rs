@@ -1,6 +1,7 @@
 //! The recorded history of a chaos run: one JSON object per line, written as the run goes (so a crashed run
 //! still leaves what happened) and read back by the checker and the timeline. Times are seconds since the
 //! run started.
+use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,12 @@ pub enum Event {
         nodes: Vec<String>,
         priorities: Vec<u8>,
         advert_ms: u64,
+        /// The load balancers' health checks (absent in older histories: their bounds are not checked).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        health: Option<HealthTimers>,
+        /// Apiserver name -> its address as the load balancers' logs name it (`192.0.2.5:6443`).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        backends: BTreeMap<String, String>,
     },
     /// A fault begins (`phase: "start"`) or is healed (`"heal"`).
     Fault {
@@ -61,6 +68,18 @@ pub enum Event {
     /// Evidence of a fault in the node's logs or metrics (e.g. a state change counted), for the checker's
     /// "every fault visible" rule.
     Observed { t: f64, node: String, what: String },
+    /// A line a node's daemon logged (vipd's, or Keepalived's and HAProxy's), stamped when the run read it
+    /// (at most one sample interval late).
+    Log { t: f64, node: String, line: String },
+}
+
+/// The health-check timers every load balancer runs with, for the checker's backend bounds.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HealthTimers {
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub rise: u32,
+    pub fall: u32,
 }
 
 impl Event {
@@ -72,7 +91,8 @@ impl Event {
             | Event::Request { t, .. }
             | Event::Resources { t, .. }
             | Event::Exit { t, .. }
-            | Event::Observed { t, .. } => *t,
+            | Event::Observed { t, .. }
+            | Event::Log { t, .. } => *t,
         }
     }
 }

@@ -56,8 +56,10 @@ pub fn script(drops: &[Drop]) -> String {
 /// Apply `drops` in `ns`, replacing whatever this module set there before (atomically: one nft transaction).
 pub fn set(ns: &Netns, drops: &[Drop]) -> Result<()> {
     let path = std::env::temp_dir().join(format!("{}.nft", ns.name()));
-    std::fs::write(&path, script(drops))?;
-    let r = ns.run(["nft", "-f", path.to_str().unwrap_or_default()]);
+    // Removed whatever happens: a failed write (a full disk) may still have created it.
+    let r = std::fs::write(&path, script(drops))
+        .map_err(anyhow::Error::from)
+        .and_then(|()| ns.run(["nft", "-f", path.to_str().unwrap_or_default()]));
     let _ = std::fs::remove_file(&path);
     r.map(drop)
 }

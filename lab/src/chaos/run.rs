@@ -16,7 +16,7 @@ use nix::sys::signal::Signal;
 use super::history::{Event, Recorder};
 use super::inject::{self, Drop as NetDrop};
 use super::schedule::{Fault, Kind};
-use super::world::{Imp, Lb, World, ADVERT_MS, APIS, LBS, PORT, PRIORITIES, VIP};
+use super::world::{Imp, Lb, World, ADVERT_MS, APIS, HEALTH, LBS, PORT, PRIORITIES, VIP};
 use crate::apiserver::{self, ClientOpts};
 use crate::netns::{spawn_in_netns, wait_for};
 
@@ -47,6 +47,8 @@ struct Runner {
     last_slow: Instant,
     /// Per node: the last evidence counter seen (metrics sum for vipd, Keepalived state lines for the pair).
     evidence: [u64; 3],
+    /// Per node: how many lines of its processes were recorded (see [`Lb::new_log_lines`]).
+    log_cursor: [[usize; 2]; 3],
 }
 
 /// Run the whole schedule; returns the recorded events (also written, line by line, to `cfg.history`).
@@ -60,6 +62,7 @@ pub fn run(cfg: &RunConfig) -> Result<Vec<Event>> {
         down: [false; 3],
         last_slow: Instant::now(),
         evidence: [0; 3],
+        log_cursor: [[0; 2]; 3],
     };
     r.wait_initial()?;
     r.t0 = Instant::now();
@@ -70,6 +73,12 @@ pub fn run(cfg: &RunConfig) -> Result<Vec<Event>> {
         nodes: LBS.iter().map(|s| s.to_string()).collect(),
         priorities: PRIORITIES.to_vec(),
         advert_ms: ADVERT_MS,
+        health: Some(HEALTH),
+        backends: APIS
+            .iter()
+            .zip(r.w.api_addrs())
+            .map(|(n, a)| (n.to_string(), a.to_string()))
+            .collect(),
     });
     for i in 0..3 {
         r.evidence[i] = r.evidence_count(i);
@@ -128,7 +137,7 @@ impl Runner {
 
     fn fault_event(&self, f: &Fault, phase: &str) {
         let node = match f.kind {
-            Kind::ApiStall | Kind::ApiKill => APIS[f.node],
+            Kind::ApiStall | Kind::ApiKill | Kind::ApiNotReady | Kind::Reload => APIS[f.node],
             _ => LBS[f.node],
         };
         self.record(Event::Fault {
@@ -189,8 +198,51 @@ impl Runner {
                 self.settle(hold);
                 self.w.apis[i] = Some(self.w.start_api(i)?);
             }
+            Kind::ApiNotReady => {
+                self.api_signal(i, Signal::SIGUSR1);
+                self.settle(hold);
+                self.api_signal(i, Signal::SIGUSR1);
+            }
+            Kind::Reload => {
+                let mut fewer = self.w.api_addrs();
+                fewer.remove(i);
+                self.reload_all(&fewer)?;
+                self.settle(hold);
+                self.reload_all(&self.w.api_addrs())?;
+            }
         }
         Ok(())
+    }
+
+    /// Every running load balancer reloaded with `backends` (a new HAProxy process starts its own log).
+    fn reload_all(&mut self, backends: &[std::net::SocketAddr]) -> Result<()> {
+        for i in 0..LBS.len() {
+            self.read_logs(i);
+            self.w.reload(i, backends)?;
+            if self.w.imp == Imp::Pair {
+                self.log_cursor[i][1] = 0;
+            }
+        }
+        Ok(())
+    }
+
+    /// Record the lines node `i`'s processes logged since the last call.
+    fn read_logs(&mut self, i: usize) {
+        let Some(lb) = &self.w.lbs[i] else { return };
+        let lines = lb.new_log_lines(&mut self.log_cursor[i]);
+        for line in lines {
+            self.record(Event::Log {
+                t: self.now(),
+                node: LBS[i].to_string(),
+                line,
+            });
+        }
+    }
+
+    /// Node `i`'s load balancer (re)started: its lines start over.
+    fn started(&mut self, i: usize, lb: Lb) {
+        self.w.lbs[i] = Some(lb);
+        self.log_cursor[i] = [0; 2];
     }
 
     /// kill -9 or SIGTERM the node's load balancer; restart it after `hold`.
@@ -204,8 +256,10 @@ impl Runner {
             }
         }
         self.settle(hold);
+        self.read_logs(i);
         self.w.lbs[i] = None;
-        self.w.lbs[i] = Some(self.w.start_lb(i)?);
+        let lb = self.w.start_lb(i)?;
+        self.started(i, lb);
         self.down[i] = false;
         Ok(())
     }
@@ -285,6 +339,9 @@ impl Runner {
             arp,
             down,
         });
+        for i in 0..LBS.len() {
+            self.read_logs(i);
+        }
         self.check_exits();
         if force_slow || self.last_slow.elapsed() >= SLOW_EVERY {
             self.last_slow = Instant::now();
@@ -307,9 +364,10 @@ impl Runner {
                 status,
             });
             // Keep the run going: the checker has what it needs.
+            self.read_logs(i);
             self.w.lbs[i] = None;
             if let Ok(lb) = self.w.start_lb(i) {
-                self.w.lbs[i] = Some(lb);
+                self.started(i, lb);
             }
         }
     }
@@ -358,6 +416,7 @@ impl Runner {
                     "vipd_vrrp_garp_repair_sent_total",
                     "vipd_backend_check_failures_total",
                     "vipd_vrrp_send_errors_total",
+                    "vipd_config_reloads_total",
                 ];
                 let sum: f64 = body
                     .lines()

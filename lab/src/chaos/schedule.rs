@@ -32,10 +32,16 @@ pub enum Kind {
     ApiStall,
     /// An apiserver killed, then restarted.
     ApiKill,
+    /// An apiserver's `/readyz` answering 500 (it still serves everything else), then 200 again.
+    ApiNotReady,
+    /// Every load balancer reloaded with a changed backend list (apiserver `node` left out), then reloaded
+    /// with the full list at the heal: vipd by SIGHUP, HAProxy by starting a new process with `-sf` (the
+    /// old one finishes its sessions).
+    Reload,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 14] = [
         Kind::Kill9,
         Kind::Sigterm,
         Kind::StopShort,
@@ -48,6 +54,8 @@ impl Kind {
         Kind::VipRemoved,
         Kind::ApiStall,
         Kind::ApiKill,
+        Kind::ApiNotReady,
+        Kind::Reload,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -64,6 +72,8 @@ impl Kind {
             Kind::VipRemoved => "vip_removed",
             Kind::ApiStall => "api_stall",
             Kind::ApiKill => "api_kill",
+            Kind::ApiNotReady => "api_not_ready",
+            Kind::Reload => "reload",
         }
     }
 
@@ -85,7 +95,8 @@ impl Kind {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Fault {
     pub kind: Kind,
-    /// Load-balancer node index (0 = highest priority), or apiserver index for `Api*`.
+    /// Load-balancer node index (0 = highest priority), or apiserver index for `Api*` and `Reload` (the
+    /// backend the reload leaves out).
     pub node: usize,
     /// How long the fault is held, seconds.
     pub hold: f64,
@@ -141,6 +152,9 @@ pub fn generate(seed: u64, seconds: f64, kinds: &[Kind], advert: f64) -> Vec<Fau
                 Kind::LossyBackup => 3.6,
                 Kind::LinkFlap => rng.range(2.0, 4.0),
                 Kind::VipRemoved => 0.0,
+                // Longer than the checks take to mark the backend down (fall x interval) plus the slack, so the
+                // checker always requires the line.
+                Kind::ApiNotReady => rng.range(3.5, 5.0),
                 _ => rng.range(1.0, 4.0),
             };
             // Long enough for the checker's bound after the heal, so each fault is judged on its own.
@@ -194,5 +208,8 @@ mod tests {
             }
         }
         assert_eq!(Kind::parse("lossy_backup"), Some(Kind::LossyBackup));
+        for k in Kind::ALL {
+            assert_eq!(Kind::parse(k.as_str()), Some(k));
+        }
     }
 }

@@ -3,7 +3,8 @@
 //! client, all on one lab LAN. Each load-balancer node runs either vipd or Keepalived 2.2 (VRRPv3) + HAProxy,
 //! configured to do the same job (HTTPS `/readyz` checks, leastconn, VIP:443).
 //!
-//! Every process is a guard killed and reaped by PID on drop; Keepalived's VRRP child is found by its pid file.
+//! Every process is a guard killed and reaped by PID on drop; the Keepalived + HAProxy nodes are
+//! [`crate::pair`]'s, the same as the failover benchmark's.
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -12,8 +13,10 @@ use anyhow::{anyhow, Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use super::history::HealthTimers;
 use crate::apiserver::{fake_apiserver_bin, ServerCertSpec, TestPki};
-use crate::netns::{wait_for, Lab, Proc, TempDir};
+use crate::netns::{Lab, Proc, TempDir};
+use crate::pair::{PairCheck, PairNode, PairSpec};
 use crate::vipd::{HealthSpec, VipdNode, VipdSpec};
 
 pub const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
@@ -22,6 +25,13 @@ pub const PRIORITIES: [u8; 3] = [150, 120, 100];
 pub const ADVERT_MS: u64 = 100;
 pub const LBS: [&str; 3] = ["lb0", "lb1", "lb2"];
 pub const APIS: [&str; 3] = ["api0", "api1", "api2"];
+/// Health checks of both implementations: HTTPS `/readyz` every 300 ms, 250 ms timeout, fall 2, rise 1.
+pub const HEALTH: HealthTimers = HealthTimers {
+    interval_ms: 300,
+    timeout_ms: 250,
+    rise: 1,
+    fall: 2,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Imp {
@@ -43,26 +53,15 @@ impl Imp {
 #[derive(Debug)]
 pub enum Lb {
     Vipd(VipdNode),
-    Pair {
-        ka: Proc,
-        vrrp_pid: i32,
-        haproxy: Proc,
-        _dir: TempDir,
-    },
-}
-
-fn alive(pid: i32) -> bool {
-    kill(Pid::from_raw(pid), None).is_ok()
+    Pair(PairNode),
 }
 
 impl Lb {
-    /// The processes whose footprint is sampled and whose VRRP is stopped by SIGSTOP.
+    /// The processes whose footprint is sampled.
     pub fn pids(&self) -> Vec<i32> {
         match self {
             Lb::Vipd(v) => vec![v.pid()],
-            Lb::Pair {
-                vrrp_pid, haproxy, ..
-            } => vec![*vrrp_pid, haproxy.pid()],
+            Lb::Pair(p) => vec![p.vrrp_pid, p.haproxy.pid()],
         }
     }
 
@@ -70,7 +69,7 @@ impl Lb {
     pub fn vrrp_pids(&self) -> Vec<i32> {
         match self {
             Lb::Vipd(v) => vec![v.pid()],
-            Lb::Pair { ka, vrrp_pid, .. } => vec![ka.pid(), *vrrp_pid],
+            Lb::Pair(p) => p.vrrp_pids(),
         }
     }
 
@@ -78,19 +77,7 @@ impl Lb {
     pub fn kill9(&mut self) {
         match self {
             Lb::Vipd(v) => v.proc.kill9(),
-            Lb::Pair {
-                ka,
-                vrrp_pid,
-                haproxy,
-                ..
-            } => {
-                // Parent stopped first so it cannot respawn the child; the child dies before the parent so it
-                // never sees the parent's death (which would make it hand over).
-                let _ = ka.signal(Signal::SIGSTOP);
-                let _ = kill(Pid::from_raw(*vrrp_pid), Signal::SIGKILL);
-                haproxy.kill9();
-                ka.kill9();
-            }
+            Lb::Pair(p) => p.kill9(),
         }
     }
 
@@ -100,19 +87,7 @@ impl Lb {
             Lb::Vipd(v) => {
                 v.proc.stop(Signal::SIGTERM, Duration::from_secs(10));
             }
-            Lb::Pair {
-                ka,
-                vrrp_pid,
-                haproxy,
-                ..
-            } => {
-                ka.stop(Signal::SIGTERM, Duration::from_secs(10));
-                let pid = *vrrp_pid;
-                if wait_for(Duration::from_secs(3), || (!alive(pid)).then_some(())).is_none() {
-                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-                }
-                haproxy.stop(Signal::SIGTERM, Duration::from_secs(5));
-            }
+            Lb::Pair(p) => p.stop(),
         }
     }
 
@@ -129,14 +104,15 @@ impl Lb {
                 .proc
                 .wait_exit(Duration::ZERO)
                 .map(|s| format!("vipd {s}")),
-            Lb::Pair { ka, haproxy, .. } => ka
-                .wait_exit(Duration::ZERO)
-                .map(|s| format!("keepalived {s}"))
-                .or_else(|| {
-                    haproxy
-                        .wait_exit(Duration::ZERO)
-                        .map(|s| format!("haproxy {s}"))
-                }),
+            Lb::Pair(p) => {
+                p.ka.wait_exit(Duration::ZERO)
+                    .map(|s| format!("keepalived {s}"))
+                    .or_else(|| {
+                        p.haproxy
+                            .wait_exit(Duration::ZERO)
+                            .map(|s| format!("haproxy {s}"))
+                    })
+            }
         }
     }
 
@@ -144,29 +120,26 @@ impl Lb {
     pub fn log_lines(&self) -> Vec<String> {
         match self {
             Lb::Vipd(v) => v.proc.lines(),
-            Lb::Pair { ka, .. } => ka.lines(),
+            Lb::Pair(p) => p.ka.lines(),
         }
     }
-}
 
-impl Drop for Lb {
-    fn drop(&mut self) {
-        if let Lb::Pair {
-            ka,
-            vrrp_pid,
-            haproxy,
-            ..
-        } = self
-        {
-            let _ = ka.signal(Signal::SIGCONT);
-            let _ = kill(Pid::from_raw(*vrrp_pid), Signal::SIGCONT);
-            ka.stop(Signal::SIGTERM, Duration::from_secs(5));
-            let pid = *vrrp_pid;
-            if wait_for(Duration::from_secs(3), || (!alive(pid)).then_some(())).is_none() {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    /// Lines logged since `cursor` (advanced): vipd's, or Keepalived's then the current HAProxy's. A reload
+    /// or restart starts a process with its own lines: reset the cursor to `[0, 0]` then.
+    pub fn new_log_lines(&self, cursor: &mut [usize; 2]) -> Vec<String> {
+        let mut out = Vec::new();
+        let procs: Vec<&Proc> = match self {
+            Lb::Vipd(v) => vec![&v.proc],
+            Lb::Pair(p) => vec![&p.ka, &p.haproxy],
+        };
+        for (p, c) in procs.into_iter().zip(cursor.iter_mut()) {
+            let n = p.line_count();
+            if n > *c {
+                out.extend(p.lines_from(*c));
+                *c = n;
             }
-            haproxy.kill9();
         }
+        out
     }
 }
 
@@ -253,10 +226,10 @@ impl World {
         spec.health = HealthSpec::Https {
             ca_file: self.pki.ca_cert().to_path_buf(),
         };
-        spec.health_interval = "300ms";
-        spec.health_timeout = "250ms";
-        spec.rise = 1;
-        spec.fall = 2;
+        spec.health_interval = leak(format!("{}ms", HEALTH.interval_ms));
+        spec.health_timeout = leak(format!("{}ms", HEALTH.timeout_ms));
+        spec.rise = HEALTH.rise;
+        spec.fall = HEALTH.fall;
         spec.with_extra("proxy", "drainTimeout: 1s")
     }
 
@@ -277,61 +250,54 @@ impl World {
     }
 
     fn start_pair(&self, i: usize) -> Result<Lb> {
-        let node = LBS[i];
-        let ns = &self.lab.node(node).ns;
-        let dir = TempDir::new(&format!("chaos-{node}"))?;
-        let conf = format!(
-            "global_defs {{\n    router_id ka_{node}\n    vrrp_version 3\n    enable_script_security\n}}\n\
-             vrrp_instance VI_51 {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 51\n    \
-             priority {}\n    advert_int {}\n    virtual_ipaddress {{\n        {VIP}/32 dev eth0\n    }}\n}}\n",
-            PRIORITIES[i],
-            ADVERT_MS as f64 / 1000.0
-        );
-        std::fs::write(dir.join("keepalived.conf"), conf)?;
-        std::fs::write(dir.join("haproxy.cfg"), self.haproxy_cfg(&self.api_addrs()))?;
-        let mut h = ns.command("haproxy");
-        h.arg("-db").arg("-f").arg(dir.join("haproxy.cfg"));
-        let haproxy = ns.spawn(h)?;
-        let mut k = ns.command("keepalived");
-        k.args(["-n", "-l", "-D", "-P", "-f"])
-            .arg(dir.join("keepalived.conf"))
-            .arg("-p")
-            .arg(dir.join("ka.pid"))
-            .arg("-r")
-            .arg(dir.join("vrrp.pid"))
-            .arg("-c")
-            .arg(dir.join("checkers.pid"));
-        let ka = ns.spawn(k)?;
-        let pidfile = dir.join("vrrp.pid");
-        let vrrp_pid = wait_for(Duration::from_secs(10), || {
-            std::fs::read_to_string(&pidfile)
-                .ok()
-                .and_then(|s| s.trim().parse::<i32>().ok())
-        })
-        .ok_or_else(|| anyhow!("keepalived on {node} wrote no VRRP pid: {:?}", ka.lines()))?;
-        Ok(Lb::Pair {
-            ka,
-            vrrp_pid,
-            haproxy,
-            _dir: dir,
-        })
+        let ns = &self.lab.node(LBS[i]).ns;
+        Ok(Lb::Pair(PairNode::start(
+            ns,
+            &self.pair_spec(i, &self.api_addrs()),
+        )?))
     }
 
-    /// HAProxy doing vipd's job: leastconn over the apiservers, HTTPS `/readyz` checks every 300 ms.
-    pub fn haproxy_cfg(&self, backends: &[SocketAddr]) -> String {
-        let mut servers = String::new();
-        for (i, b) in backends.iter().enumerate() {
-            servers.push_str(&format!("    server api{i} {b} check\n"));
+    /// Keepalived + HAProxy doing vipd's job: the same priorities and interval; leastconn over the
+    /// apiservers, HTTPS `/readyz` checks with vipd's timers.
+    pub fn pair_spec(&self, i: usize, backends: &[SocketAddr]) -> PairSpec {
+        PairSpec {
+            node: LBS[i].to_string(),
+            vip: VIP,
+            port: PORT,
+            priority: PRIORITIES[i],
+            advert_ms: ADVERT_MS,
+            backends: self
+                .api_addrs()
+                .iter()
+                .enumerate()
+                .filter(|(_, a)| backends.contains(a))
+                .map(|(k, a)| (APIS[k].to_string(), *a))
+                .collect(),
+            check: PairCheck::Https {
+                ca_file: self.pki.ca_cert().to_path_buf(),
+            },
+            check_interval_ms: HEALTH.interval_ms,
+            check_timeout_ms: HEALTH.timeout_ms,
+            rise: HEALTH.rise,
+            fall: HEALTH.fall,
+            maxconn: 2000,
         }
-        format!(
-            "global\n    nbthread 2\n    maxconn 2000\n\
-             defaults\n    mode tcp\n    balance leastconn\n    retries 2\n    timeout connect 300ms\n    \
-             timeout client 1h\n    timeout server 1h\n\
-             frontend apiserver\n    bind {VIP}:{PORT}\n    default_backend apiservers\n\
-             backend apiservers\n    option httpchk GET /readyz\n    http-check expect status 200\n    \
-             timeout check 250ms\n    default-server inter 300ms fall 2 rise 1 check-ssl verify required ca-file {}\n{servers}",
-            self.pki.ca_cert().display()
-        )
+    }
+
+    /// Reload node `i`'s load balancer with `backends`: vipd rewrites its file and gets SIGHUP; HAProxy gets
+    /// a new process on the new file with `-sf` (see [`PairNode::reload_haproxy`]).
+    pub fn reload(&mut self, i: usize, backends: &[SocketAddr]) -> Result<()> {
+        let spec = self.vipd_spec(i, backends.to_vec());
+        let pair = self.pair_spec(i, backends);
+        let ns = &self.lab.node(LBS[i]).ns;
+        match self.lbs[i].as_mut() {
+            None => Ok(()),
+            Some(Lb::Vipd(v)) => {
+                v.write_config(&spec)?;
+                v.signal(Signal::SIGHUP)
+            }
+            Some(Lb::Pair(p)) => p.reload_haproxy(ns, &pair),
+        }
     }
 
     /// Which load-balancer nodes hold the VIP on their interface.
