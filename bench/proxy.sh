@@ -10,8 +10,9 @@
 # Env: DUR (s per run, default 5), ROUNDS (default 3), THREADS (proxy threads, default 2), CONNS (wrk conns, 50),
 #      BASE (first port, default 21000), COPY=1 (force vipd's copy path), OUT (also write the table there),
 #      BASELINE=path (another bench-proxy build, e.g. from an older commit, run as target `vipd-base` in the
-#      same interleaved rounds: before and after under the same load), OWN_THREADS=1 (vipd on THREADS threads of
-#      the proxy's own, ProxyConfig::threads, instead of a tokio runtime of THREADS workers).
+#      same interleaved rounds: before and after under the same load).
+# vipd runs twice, in the same rounds: `vipd` on a tokio runtime of THREADS workers (the daemon's default,
+# proxy.threads: 0) and `vipd-own` on THREADS threads of the proxy's own (proxy.threads: THREADS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +25,7 @@ HTTP=$BASE IPERF=$((BASE + 1))
 HA_HTTP=$((BASE + 10)) HA_IPERF=$((BASE + 11))
 V_HTTP=$((BASE + 20)) V_IPERF=$((BASE + 21))
 B_HTTP=$((BASE + 30)) B_IPERF=$((BASE + 31))
+O_HTTP=$((BASE + 40)) O_IPERF=$((BASE + 41))
 
 cargo build --release -p proxy --examples -q
 BIN=target/release/examples
@@ -81,12 +83,14 @@ PIDS+=($HA_PID)
 
 VARGS=(--threads "$THREADS")
 [ "${COPY:-0}" = 1 ] && VARGS+=(--copy)
-OWN=()
-[ "${OWN_THREADS:-0}" = 1 ] && OWN=(--own-threads)
-"$BIN/bench-proxy" "${VARGS[@]}" ${OWN[@]+"${OWN[@]}"} "127.0.0.1:$V_HTTP=127.0.0.1:$HTTP" "127.0.0.1:$V_IPERF=127.0.0.1:$IPERF" &
+[ -n "${OWN_THREADS:-}" ] && { echo "OWN_THREADS is gone: both modes run in every round (vipd, vipd-own)" >&2; exit 2; }
+"$BIN/bench-proxy" "${VARGS[@]}" "127.0.0.1:$V_HTTP=127.0.0.1:$HTTP" "127.0.0.1:$V_IPERF=127.0.0.1:$IPERF" &
 V_PID=$!
 PIDS+=($V_PID)
-PORTS=($HTTP $IPERF $HA_HTTP $HA_IPERF $V_HTTP $V_IPERF)
+"$BIN/bench-proxy" "${VARGS[@]}" --own-threads "127.0.0.1:$O_HTTP=127.0.0.1:$HTTP" "127.0.0.1:$O_IPERF=127.0.0.1:$IPERF" &
+O_PID=$!
+PIDS+=($O_PID)
+PORTS=($HTTP $IPERF $HA_HTTP $HA_IPERF $V_HTTP $V_IPERF $O_HTTP $O_IPERF)
 if [ -n "${BASELINE:-}" ]; then
     "$BASELINE" "${VARGS[@]}" "127.0.0.1:$B_HTTP=127.0.0.1:$HTTP" "127.0.0.1:$B_IPERF=127.0.0.1:$IPERF" &
     B_PID=$!
@@ -140,10 +144,10 @@ wrk_run() { # name port kind(close|ka); also the proxy's CPU time (utime+stime) 
     fi
 }
 
-declare -A PORT_HTTP=([direct]=$HTTP [haproxy]=$HA_HTTP [vipd]=$V_HTTP [vipd-base]=$B_HTTP)
-declare -A PORT_IPERF=([direct]=$IPERF [haproxy]=$HA_IPERF [vipd]=$V_IPERF [vipd-base]=$B_IPERF)
-declare -A PID=([direct]="" [haproxy]=$HA_PID [vipd]=$V_PID [vipd-base]=${B_PID:-})
-TARGETS=(direct haproxy vipd)
+declare -A PORT_HTTP=([direct]=$HTTP [haproxy]=$HA_HTTP [vipd]=$V_HTTP [vipd-own]=$O_HTTP [vipd-base]=$B_HTTP)
+declare -A PORT_IPERF=([direct]=$IPERF [haproxy]=$HA_IPERF [vipd]=$V_IPERF [vipd-own]=$O_IPERF [vipd-base]=$B_IPERF)
+declare -A PID=([direct]="" [haproxy]=$HA_PID [vipd]=$V_PID [vipd-own]=$O_PID [vipd-base]=${B_PID:-})
+TARGETS=(direct haproxy vipd vipd-own)
 [ -n "${BASELINE:-}" ] && TARGETS+=(vipd-base)
 for r in $(seq "$ROUNDS"); do
     # The order rotates every round.
@@ -167,7 +171,7 @@ def m(n, k, fmt):
     return fmt.format(statistics.median(xs)) if xs else "-"
 print("| target | bulk Gbit/s | proxy CPU s/GB | new conn/s | proxy CPU µs/conn | keep-alive req/s | proxy CPU µs/req | p50 ms | p99 ms |")
 print("|---|---|---|---|---|---|---|---|---|")
-for n in ["direct", "haproxy", "vipd", "vipd-base"]:
+for n in ["direct", "haproxy", "vipd", "vipd-own", "vipd-base"]:
     if not any(k[0] == n for k in v):
         continue
     print(f"| {n} | {m(n,'gbps','{:.2f}')} | {m(n,'cpu','{:.3f}')} | {m(n,'cps','{:.0f}')} | {m(n,'cpu_close','{:.1f}')} | "
@@ -184,6 +188,7 @@ def ratios(a, b):
           f"{ratio('rps', a, b)}, p99 {ratio('p99', a, b)}, bulk {ratio('gbps', a, b)}, CPU per conn "
           f"{ratio('cpu_close', a, b)}, CPU per req {ratio('cpu_ka', a, b)}")
 ratios("vipd", "haproxy")
+ratios("vipd-own", "haproxy")
 if ("vipd-base", "cps") in v:
     ratios("vipd-base", "haproxy")
     ratios("vipd", "vipd-base")
@@ -194,5 +199,5 @@ for (n, k), xs in sorted(v.items()):
 PY
     if [ -s "$WORK/errors" ]; then echo "wrk socket errors:"; sed 's/^/  /' "$WORK/errors"; fi
     echo
-    echo "$(date -u +%FT%TZ) $(nproc) cpus, load $(cut -d' ' -f1-3 /proc/loadavg), DUR=$DUR ROUNDS=$ROUNDS THREADS=$THREADS CONNS=$CONNS COPY=${COPY:-0} OWN_THREADS=${OWN_THREADS:-0}${BASELINE:+ BASELINE=$BASELINE}, $(haproxy -v | head -1 | cut -d' ' -f1-3)"
+    echo "$(date -u +%FT%TZ) $(nproc) cpus, load $(cut -d' ' -f1-3 /proc/loadavg), DUR=$DUR ROUNDS=$ROUNDS THREADS=$THREADS CONNS=$CONNS COPY=${COPY:-0}${BASELINE:+ BASELINE=$BASELINE}, $(haproxy -v | head -1 | cut -d' ' -f1-3)"
 } | tee "${OUT:-/dev/null}"

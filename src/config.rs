@@ -172,6 +172,9 @@ pub struct ProxyConfig {
     /// At most 1h.
     pub drain_timeout: Duration,
     pub shutdown_sessions_on_backend_down: bool,
+    /// 0 (the default): the proxy serves on vipd's tokio runtime. 1..=64: that many threads of its own, each
+    /// with its own listening socket (SO_REUSEPORT) and event loop, as HAProxy's `nbthread`. Fixed at start.
+    pub threads: u32,
 }
 
 impl ProxyConfig {
@@ -385,6 +388,7 @@ impl Default for ProxyConfig {
             idle_timeout: Duration::ZERO,
             drain_timeout: secs(30),
             shutdown_sessions_on_backend_down: false,
+            threads: 0,
         }
     }
 }
@@ -958,6 +962,10 @@ fn parse_proxy(s: &mut Section, errs: &mut FieldErrors) -> ProxyConfig {
     set(
         &mut c.shutdown_sessions_on_backend_down,
         s.field("shutdownSessionsOnBackendDown", errs, boolean),
+    );
+    set(
+        &mut c.threads,
+        s.field("threads", errs, int(0..=64)).map(|n| n as u32),
     );
     c
 }

@@ -109,6 +109,7 @@ pub fn proxy_config(cfg: &Config) -> proxy::ProxyConfig {
     p.idle_timeout = (!cfg.proxy.idle_timeout.is_zero()).then_some(cfg.proxy.idle_timeout);
     p.drain_timeout = cfg.proxy.drain_timeout;
     p.shutdown_sessions_on_backend_down = cfg.proxy.shutdown_sessions_on_backend_down;
+    p.threads = cfg.proxy.threads as usize;
     p
 }
 
@@ -807,11 +808,12 @@ async fn reload(
         return Ok(None);
     }
     if new.proxy_listen() != current.proxy_listen()
+        || new.proxy.threads != current.proxy.threads
         || new.admin.listen != current.admin.listen
         || new.metrics.listen != current.metrics.listen
     {
         anyhow::bail!(
-            "controlPlaneLBPort, proxy.bind, admin.listen and metrics.listen cannot change on reload (restart vipd to apply them)"
+            "controlPlaneLBPort, proxy.bind, proxy.threads, admin.listen and metrics.listen cannot change on reload (restart vipd to apply them)"
         );
     }
     // Proxy settings before the backend set: a backend that leaves the list must meet the new

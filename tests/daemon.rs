@@ -1260,3 +1260,64 @@ fn default_tracking_elects_one_node_when_no_backend_is_up() {
         assert_eq!(n.status().unwrap()["vrrp"]["effectivePriority"], 1);
     }
 }
+
+/// `proxy.threads: 2`: the proxy serves on two threads of its own (each with its own listening socket), new and
+/// long-lived connections alike; the thread count is fixed at start, so a reload that changes it is refused and
+/// the proxy keeps serving.
+#[test]
+fn proxy_on_threads_of_its_own_serves_and_its_thread_count_is_fixed() {
+    let lab = lab("vd-thr", &["lb"]);
+    let dir = TempDir::new("vd-thr").unwrap();
+    let a = be_addr(&lab, 6443);
+    let _ba = backend(&lab.node("be").ns, a, "be-a");
+    let spec = VipdSpec::new(vip(), vec![a], 150).with_extra("proxy", "threads: 2");
+    let node = VipdNode::start(vipd_bin(), &lab.node("lb").ns, &spec, dir.path()).unwrap();
+    wait_master(&node);
+    wait_for(LONG, || {
+        (node.status().ok()?["backends"][0]["healthy"] == true).then_some(())
+    })
+    .expect("healthy");
+    let proxy_threads = std::fs::read_dir(format!("/proc/{}/task", node.pid()))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|c| c.trim() == "vipd-proxy")
+        .count();
+    assert_eq!(proxy_threads, 2, "threads named vipd-proxy");
+    let client = Client::start(&lab.node("client").ns, vip_port());
+    assert!(client.progress(2));
+    // Short connections, one request each: every one is answered, whichever listener the kernel picks.
+    let ns_path = format!("/run/netns/{}", lab.node("client").ns.name());
+    let short = std::thread::spawn(move || {
+        let f = std::fs::File::open(&ns_path).unwrap();
+        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        for i in 0..40 {
+            let mut s = TcpStream::connect_timeout(&vip_port(), Duration::from_secs(5))
+                .unwrap_or_else(|e| panic!("connection {i}: {e}"));
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let name = request(&mut s, &mut r).unwrap_or_else(|e| panic!("connection {i}: {e}"));
+            assert_eq!(name, "be-a", "connection {i}");
+        }
+    });
+    short.join().expect("a short connection failed");
+    // 40 short ones and the keep-alive client's.
+    assert_metric_becomes(&node, "vipd_proxy_accepted_connections_total", 41.0);
+
+    let refused = VipdSpec::new(vip(), vec![a], 150).with_extra("proxy", "threads: 3");
+    node.write_config(&refused).unwrap();
+    let cursor = node.proc.line_count();
+    node.signal(Signal::SIGHUP).unwrap();
+    let line = node
+        .proc
+        .wait_line_from(cursor, LONG, |l| l.contains("reload refused"))
+        .unwrap_or_else(|| panic!("no refusal: {:?}", node.proc.lines()));
+    assert!(
+        node.proc.lines()[cursor..]
+            .iter()
+            .any(|l| l.contains("proxy.threads")),
+        "the refusal names proxy.threads: {line:?}"
+    );
+    assert_metric_becomes(&node, "vipd_config_reload_failures_total", 1.0);
+    assert!(client.progress(2), "the proxy stopped serving");
+    assert!(client.finish().is_ok());
+}

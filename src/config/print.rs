@@ -128,6 +128,7 @@ fn proxy(y: &mut String, c: &Config) {
         "  shutdownSessionsOnBackendDown: {}",
         p.shutdown_sessions_on_backend_down
     );
+    let _ = writeln!(y, "  threads: {}", p.threads);
 }
 
 #[cfg(test)]
@@ -189,6 +190,7 @@ proxy:
   idleTimeout: 168h
   drainTimeout: 0s
   shutdownSessionsOnBackendDown: true
+  threads: 64
 admin:
   listen: "[::1]:9555"
 metrics:

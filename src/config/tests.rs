@@ -88,6 +88,7 @@ fn minimal_config_gets_every_default() {
     assert_eq!(c.proxy.connect_timeout, Duration::from_secs(2));
     assert_eq!(c.proxy.retries, 2);
     assert_eq!(c.proxy.max_connections, 20_000);
+    assert_eq!(c.proxy.threads, 0);
     assert_eq!(c.proxy.idle_timeout, Duration::ZERO);
     assert_eq!(c.proxy.drain_timeout, Duration::from_secs(30));
     assert!(!c.proxy.shutdown_sessions_on_backend_down);
@@ -140,6 +141,7 @@ proxy:
   idleTimeout: 1h
   drainTimeout: 0s
   shutdownSessionsOnBackendDown: true
+  threads: 2
 admin:
   listen: '[::1]:9441'
 ");
@@ -176,6 +178,7 @@ admin:
     assert_eq!(c.proxy.max_connections, 1);
     assert_eq!(c.proxy.idle_timeout, Duration::from_secs(3600));
     assert!(c.proxy.shutdown_sessions_on_backend_down);
+    assert_eq!(c.proxy.threads, 2);
     assert_eq!(c.admin.listen, "[::1]:9441".parse::<SocketAddr>().unwrap());
 }
 
@@ -703,6 +706,14 @@ fn proxy_rules() {
     assert_error(
         &p("shutdownSessionsOnBackendDown: nope"),
         "proxy.shutdownSessionsOnBackendDown: \"nope\" is not true or false",
+    );
+    assert_error(
+        &p("threads: 65"),
+        "proxy.threads: 65 is out of range 0..=64",
+    );
+    assert_error(
+        &p("threads: -1"),
+        "proxy.threads: -1 is out of range 0..=64",
     );
     let c = ok(&p("bind: 0.0.0.0"));
     assert_eq!(
