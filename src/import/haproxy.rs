@@ -365,8 +365,16 @@ fn read_global(s: &Section, st: &mut Settings, warns: &mut Warnings) {
                     l.text()
                 ),
             ),
+            "nbthread" => warns.push(
+                &l.loc,
+                format!(
+                    "global {}: not carried over; vipd's proxy shares vipd's runtime by default \
+                     (proxy.threads: N gives it N threads of its own, each with its listener, as nbthread does)",
+                    l.text()
+                ),
+            ),
             "daemon" | "master-worker" | "pidfile" | "chroot" | "user" | "group" | "uid"
-            | "gid" | "nbthread" | "nbproc" | "cpu-map" | "ulimit-n" => warns.push(
+            | "gid" | "nbproc" | "cpu-map" | "ulimit-n" => warns.push(
                 &l.loc,
                 format!(
                     "global {}: process setting; vipd runs as a systemd service or static pod",
@@ -1292,6 +1300,24 @@ mod tests {
         assert_eq!(cfg.sections[1].lines[0].loc.line, 5);
         let e = parse(&Arc::from("h.cfg"), "  bind :80\n").unwrap_err();
         assert!(e.0.starts_with("h.cfg:1: bind: outside any section"), "{e}");
+    }
+
+    #[test]
+    fn nbthread_points_at_proxy_threads() {
+        let cfg = parse(&Arc::from("h.cfg"), "global\n  nbthread 4\n  daemon\n").unwrap();
+        let mut warns = Warnings::default();
+        read_global(&cfg.sections[0], &mut Settings::default(), &mut warns);
+        assert_eq!(warns.0.len(), 2);
+        assert_eq!(warns.0[0].loc.line, 2);
+        assert!(
+            warns.0[0]
+                .message
+                .starts_with("global nbthread 4: not carried over")
+                && warns.0[0].message.contains("proxy.threads: N"),
+            "{}",
+            warns.0[0].message
+        );
+        assert!(warns.0[1].message.contains("process setting"));
     }
 
     #[test]
