@@ -16,6 +16,7 @@ fn main() {
     let threads: usize = args.next().and_then(|t| t.parse().ok()).unwrap_or(1);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
+        .thread_name("bench-http")
         .enable_all()
         .build()
         .unwrap();

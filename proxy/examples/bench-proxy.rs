@@ -55,6 +55,8 @@ fn main() {
     // With its own threads the proxy needs the runtime only for its start, drain and health watch.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(if in_runtime { threads } else { 1 })
+        // Named so that a profile (bench/proxy-split.sh) tells its threads from the origin's.
+        .thread_name("bench-proxy")
         .enable_all()
         .build()
         .unwrap();
