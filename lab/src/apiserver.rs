@@ -667,13 +667,26 @@ pub struct ClientOpts {
     pub timeout: Option<Duration>,
 }
 
+impl ClientOpts {
+    /// `timeout`, 5 s by default.
+    fn timeout(&self) -> Duration {
+        self.timeout.unwrap_or(Duration::from_secs(5))
+    }
+}
+
+/// `fut`, or a `TimedOut` error once `opts.timeout` has passed.
+async fn bounded<T>(
+    opts: &ClientOpts,
+    fut: impl std::future::Future<Output = io::Result<T>>,
+) -> io::Result<T> {
+    tokio::time::timeout(opts.timeout(), fut)
+        .await
+        .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "timeout")))
+}
+
 /// One HTTP/1.1 GET on a fresh connection; returns the status and the body as text.
 pub async fn get(addr: SocketAddr, opts: &ClientOpts, path: &str) -> io::Result<(u16, String)> {
-    let fut = get_inner(addr, opts, path);
-    match tokio::time::timeout(opts.timeout.unwrap_or(Duration::from_secs(5)), fut).await {
-        Ok(r) => r,
-        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "timeout")),
-    }
+    bounded(opts, get_inner(addr, opts, path)).await
 }
 
 /// Reads the first `lines` lines of a streaming response (such as `/watch`), then leaves (closes the
@@ -752,10 +765,7 @@ pub async fn get_on(
         let stream = wrap(tcp, addr, opts).await?;
         get_over(stream, addr, path).await
     };
-    match tokio::time::timeout(opts.timeout.unwrap_or(Duration::from_secs(5)), fut).await {
-        Ok(r) => r,
-        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "timeout")),
-    }
+    bounded(opts, fut).await
 }
 
 /// Follows a streaming response (such as `/watch`) line by line, calling `on_line` for each, until `on_line`
@@ -782,7 +792,7 @@ async fn stream_lines(
     require_ok: bool,
     mut on_line: impl FnMut(&str) -> bool,
 ) -> io::Result<u16> {
-    let timeout = opts.timeout.unwrap_or(Duration::from_secs(5));
+    let timeout = opts.timeout();
     let stream = tokio::time::timeout(timeout, connect(addr, opts))
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timeout"))??;
