@@ -403,7 +403,7 @@ pub struct FakeStats {
 /// A running fake apiserver; stops when dropped or on [`FakeApiserver::shutdown`].
 #[derive(Debug)]
 pub struct FakeApiserver {
-    shared: Arc<Shared>,
+    handle: FakeHandle,
     cancel: CancellationToken,
     tracker: TaskTracker,
 }
@@ -437,44 +437,46 @@ impl FakeApiserver {
             tracker.clone(),
         ));
         Ok(Self {
-            shared,
+            handle: FakeHandle { shared },
             cancel,
             tracker,
         })
     }
 
+    /// A handle that outlives borrows of the server, for control from other threads. The server's own
+    /// methods below are the handle's.
+    pub fn handle(&self) -> FakeHandle {
+        self.handle.clone()
+    }
+
     pub fn addr(&self) -> SocketAddr {
-        self.shared.addr
+        self.handle.addr()
     }
 
     pub fn name(&self) -> &str {
-        &self.shared.name
+        self.handle.name()
     }
 
     /// Switches `/readyz` between 200 and 500.
     pub fn set_ready(&self, ready: bool) {
-        self.shared.ready.store(ready, Ordering::SeqCst);
+        self.handle.set_ready(ready)
     }
 
     pub fn is_ready(&self) -> bool {
-        self.shared.ready.load(Ordering::SeqCst)
+        self.handle.is_ready()
     }
 
     /// Stalls (accept but never answer) or resumes.
     pub fn set_stall(&self, stall: bool) {
-        self.shared.stall.send_replace(stall);
+        self.handle.set_stall(stall)
     }
 
     pub fn is_stalled(&self) -> bool {
-        *self.shared.stall.borrow()
+        self.handle.is_stalled()
     }
 
     pub fn stats(&self) -> FakeStats {
-        FakeStats {
-            connections: self.shared.connections.load(Ordering::SeqCst),
-            active: self.shared.active.load(Ordering::SeqCst),
-            requests: self.shared.requests.load(Ordering::SeqCst),
-        }
+        self.handle.stats()
     }
 
     /// Stops accepting, closes every connection and waits for all tasks.
@@ -1021,9 +1023,17 @@ impl FakeHandle {
         self.shared.ready.store(ready, Ordering::SeqCst);
     }
 
+    pub fn is_ready(&self) -> bool {
+        self.shared.ready.load(Ordering::SeqCst)
+    }
+
     /// Stalls (accept but never answer) or resumes.
     pub fn set_stall(&self, stall: bool) {
         self.shared.stall.send_replace(stall);
+    }
+
+    pub fn is_stalled(&self) -> bool {
+        *self.shared.stall.borrow()
     }
 
     pub fn stats(&self) -> FakeStats {
@@ -1031,15 +1041,6 @@ impl FakeHandle {
             connections: self.shared.connections.load(Ordering::SeqCst),
             active: self.shared.active.load(Ordering::SeqCst),
             requests: self.shared.requests.load(Ordering::SeqCst),
-        }
-    }
-}
-
-impl FakeApiserver {
-    /// A handle that outlives borrows of the server, for control from other threads.
-    pub fn handle(&self) -> FakeHandle {
-        FakeHandle {
-            shared: self.shared.clone(),
         }
     }
 }
