@@ -21,6 +21,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
 use nix::sys::signal::Signal;
 use vipd_lab::apiserver::{fake_apiserver_bin, ServerCertSpec, TestPki};
+use vipd_lab::chaos::world::{Imp, Lb};
 use vipd_lab::netns::{wait_for, Lab, Proc, TempDir};
 use vipd_lab::pair::{PairCheck, PairNode, PairSpec};
 use vipd_lab::vipd::{in_netns, HealthSpec, VipdNode, VipdSpec};
@@ -68,21 +69,6 @@ struct Args {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Imp {
-    Vipd,
-    Pair,
-}
-
-impl Imp {
-    fn label(self) -> &'static str {
-        match self {
-            Imp::Vipd => "vipd",
-            Imp::Pair => "keepalived+haproxy",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fault {
     Crash,
     LinkCut,
@@ -113,42 +99,27 @@ fn ms(d: Duration) -> u128 {
     d.as_millis()
 }
 
-/// The load balancer of one node: vipd, or keepalived (parent + VRRP child) with HAProxy.
-#[derive(Debug)]
-enum Lb {
-    Vipd(VipdNode),
-    Pair(PairNode),
+/// The processes of a node's load balancer, named, whose footprint is measured: vipd, or Keepalived's parent
+/// and VRRP child and HAProxy.
+fn labelled_pids(lb: &Lb) -> Vec<(&'static str, i32)> {
+    match lb {
+        Lb::Vipd(v) => vec![("vipd", v.pid())],
+        Lb::Pair(p) => vec![
+            ("keepalived", p.ka.pid()),
+            ("keepalived-vrrp", p.vrrp_pid),
+            ("haproxy", p.haproxy.pid()),
+        ],
+    }
 }
 
-impl Lb {
-    fn pids(&self) -> Vec<(&'static str, i32)> {
-        match self {
-            Lb::Vipd(v) => vec![("vipd", v.pid())],
-            Lb::Pair(p) => vec![
-                ("keepalived", p.ka.pid()),
-                ("keepalived-vrrp", p.vrrp_pid),
-                ("haproxy", p.haproxy.pid()),
-            ],
+/// A graceful stop, not waited for: vipd's SIGTERM, keepalived's SIGTERM (HAProxy stays, as when an operator
+/// stops keepalived for maintenance).
+fn graceful(lb: &Lb) {
+    match lb {
+        Lb::Vipd(v) => {
+            let _ = v.signal(Signal::SIGTERM);
         }
-    }
-
-    /// Everything on the node dies at once, as in a crash: nothing hands over, the VIP stays configured.
-    fn crash(&mut self) {
-        match self {
-            Lb::Vipd(v) => v.proc.kill9(),
-            Lb::Pair(p) => p.kill9(),
-        }
-    }
-
-    /// A graceful stop: vipd's SIGTERM, keepalived's SIGTERM (HAProxy stays, as when an operator stops
-    /// keepalived for maintenance).
-    fn graceful(&self) {
-        match self {
-            Lb::Vipd(v) => {
-                let _ = v.signal(Signal::SIGTERM);
-            }
-            Lb::Pair(p) => p.sigterm_keepalived(),
-        }
+        Lb::Pair(p) => p.sigterm_keepalived(),
     }
 }
 
@@ -234,12 +205,7 @@ impl Bench {
                 let spec = spec
                     .with_extra("proxy", leak(format!("maxConnections: {MAXCONN}")))
                     .with_extra("proxy", "drainTimeout: 2s");
-                Ok(Lb::Vipd(VipdNode::start(
-                    &self.vipd_bin,
-                    ns,
-                    &spec,
-                    self.dir.path(),
-                )?))
+                VipdNode::start(&self.vipd_bin, ns, &spec, self.dir.path()).map(Lb::Vipd)
             }
             Imp::Pair => {
                 let spec = PairSpec {
@@ -267,7 +233,7 @@ impl Bench {
                     fall,
                     maxconn: MAXCONN,
                 };
-                Ok(Lb::Pair(PairNode::start(ns, &spec)?))
+                PairNode::start(ns, &spec).map(Lb::Pair)
             }
         }
     }
@@ -336,7 +302,7 @@ impl Bench {
             let t0 = match fault {
                 Fault::Crash => {
                     let t0 = Instant::now();
-                    n0.crash();
+                    n0.kill9();
                     t0
                 }
                 Fault::LinkCut => {
@@ -345,7 +311,7 @@ impl Bench {
                 }
                 Fault::Graceful => {
                     let t0 = Instant::now();
-                    n0.graceful();
+                    graceful(&n0);
                     t0
                 }
             };
@@ -498,7 +464,7 @@ struct Sample {
 }
 
 fn measure(lb: &Lb, secs: f64, during: impl FnOnce()) -> Sample {
-    let pids = lb.pids();
+    let pids = labelled_pids(lb);
     let a: Vec<_> = pids.iter().map(|(_, p)| cpu(*p)).collect();
     let t = Instant::now();
     during();
@@ -623,7 +589,7 @@ fn conns(b: &Bench, imp: Imp, levels: &[usize], secs: u64) -> Result<ConnRun> {
     };
     let (n0, n1) = b.start_pair_of_nodes(imp, Duration::from_secs(1), h)?;
     std::thread::sleep(Duration::from_secs(8));
-    let pids = n0.pids();
+    let pids = labelled_pids(&n0);
     let sum = || {
         pids.iter().fold(Mem::default(), |acc, (_, p)| {
             let m = mem(*p);
@@ -735,10 +701,42 @@ fn sample_row(label: &str, what: &str, s: &Sample) -> String {
     row
 }
 
+/// The two implementations, in the tables' column order.
+const IMPS: [Imp; 2] = [Imp::Vipd, Imp::Pair];
+
 fn main() -> Result<()> {
     let args = Args::parse();
-    let vipd_bin = match &args.vipd {
-        Some(p) => p.clone(),
+    let vipd_bin = vipd_binary(args.vipd.as_deref())?;
+    raise_fd_limit()?;
+    let levels = conn_levels(&args.conns)?;
+    let mut r = Report::new();
+    if args.only == "failover" || args.only == "all" {
+        let b = Bench::new(vipd_bin.clone())?;
+        failover(&mut r, &b, &args);
+        drop(b);
+    }
+    if args.only == "footprint" || args.only == "all" {
+        let b = Bench::new(vipd_bin.clone())?;
+        let f = measure_footprint(&r, &b, &args, &levels)?;
+        drop(b);
+        footprint_table(&mut r, &f, &args, &levels);
+        scale_table(&mut r, &f, &args);
+        wrk_outputs(&mut r, &f);
+    }
+    r.emit(format!(
+        "Benchmark driver wall time: {:.0} s.",
+        r.started.elapsed().as_secs_f64()
+    ));
+    if let Some(p) = &args.out {
+        std::fs::write(p, &r.md).with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(())
+}
+
+/// `--vipd`, or `vipd` in the directory above this example's (target/<profile>/vipd); it must exist.
+fn vipd_binary(given: Option<&Path>) -> Result<PathBuf> {
+    let vipd_bin = match given {
+        Some(p) => p.to_path_buf(),
         None => {
             let exe = std::env::current_exe()?;
             exe.parent()
@@ -750,347 +748,382 @@ fn main() -> Result<()> {
     if !vipd_bin.is_file() {
         bail!("{} not found (build it first)", vipd_bin.display());
     }
-    // The client holds one socket per connection and each proxy two: soft limit up to the hard one (children
-    // inherit it). Raising the hard limit needs CAP_SYS_RESOURCE; tried, not required.
-    let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)?;
+    Ok(vipd_bin)
+}
+
+/// The client holds one socket per connection and each proxy two: soft limit up to the hard one (children
+/// inherit it). Raising the hard limit needs CAP_SYS_RESOURCE; tried, not required.
+fn raise_fd_limit() -> Result<()> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
     let want = 1 << 20;
-    if nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, want, want)
-        .is_err()
-    {
-        nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, hard, hard)
-            .context("raising RLIMIT_NOFILE")?;
+    if setrlimit(Resource::RLIMIT_NOFILE, want, want).is_err() {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).context("raising RLIMIT_NOFILE")?;
         eprintln!("RLIMIT_NOFILE: hard limit {hard} (cannot raise it here)");
     }
-    let levels: Vec<usize> = args
-        .conns
-        .split(',')
+    Ok(())
+}
+
+/// `--conns`: comma-separated connection counts.
+fn conn_levels(s: &str) -> Result<Vec<usize>> {
+    s.split(',')
         .map(|s| s.trim().parse())
         .collect::<Result<_, _>>()
-        .context("--conns")?;
-    let started = Instant::now();
-    let mut md = String::new();
-    let emit = |md: &mut String, s: String| {
-        println!("{s}");
-        md.push_str(&s);
-        md.push('\n');
-    };
+        .context("--conns")
+}
 
-    if args.only == "failover" || args.only == "all" {
-        let b = Bench::new(vipd_bin.clone())?;
-        emit(&mut md, "## Failover: client-visible outage\n".into());
-        emit(
-            &mut md,
-            format!(
-                "Outage from the fault to the first TCP connect to VIP:{PORT} after which none fails (connects \
-                 started every {} ms). Master priority {PRIO_MASTER}, backup {PRIO_BACKUP}, preempt on, multicast. \
-                 RFC bound: 3 x interval + skew ((256 - {PRIO_BACKUP}) / 256 x interval); graceful: skew.\n",
-                PROBE_EVERY.as_millis()
-            ),
-        );
-        emit(
-            &mut md,
-            "| interval | fault | implementation | trials | median ms | p95 ms | worst ms | RFC bound ms | failed trials |"
-                .into(),
-        );
-        emit(&mut md, "|---|---|---|---|---|---|---|---|---|".into());
-        let mut verdicts = Vec::new();
-        for (adv, trials) in [
-            (Duration::from_secs(1), args.trials_slow),
-            (Duration::from_millis(100), args.trials_fast),
-        ] {
-            let skew = adv.mul_f64((256 - PRIO_BACKUP as u32) as f64 / 256.0);
-            for fault in [Fault::Crash, Fault::LinkCut, Fault::Graceful] {
-                let bound = match fault {
-                    Fault::Graceful => skew,
-                    _ => adv * 3 + skew,
-                };
-                let mut medians = Vec::new();
-                for imp in [Imp::Vipd, Imp::Pair] {
-                    let mut got = Vec::new();
-                    let mut failed = Vec::new();
-                    for i in 0..trials {
-                        match b.trial(imp, adv, fault) {
-                            Ok(Some(d)) => got.push(d),
-                            Ok(None) => failed.push(format!("#{i}: no recovery")),
-                            Err(e) => failed.push(format!("#{i}: {e:#}")),
-                        }
-                        eprintln!(
-                            "[{:>5.0}s] {} {} {:?} trial {i}: {:?}",
-                            started.elapsed().as_secs_f64(),
-                            imp.label(),
-                            fault.label(),
-                            adv,
-                            got.last()
-                        );
-                    }
-                    got.sort();
-                    let row = if got.is_empty() {
-                        format!(
-                            "| {} ms | {} | {} | 0/{trials} | - | - | - | {} | {} |",
-                            ms(adv),
-                            fault.label(),
-                            imp.label(),
-                            ms(bound),
-                            failed.join("; ")
-                        )
-                    } else {
-                        medians.push((imp, pct(&got, 0.5), pct(&got, 0.95), *got.last().unwrap()));
-                        format!(
-                            "| {} ms | {} | {} | {}/{trials} | {} | {} | {} | {} | {} |",
-                            ms(adv),
-                            fault.label(),
-                            imp.label(),
-                            got.len(),
-                            ms(pct(&got, 0.5)),
-                            ms(pct(&got, 0.95)),
-                            ms(*got.last().unwrap()),
-                            ms(bound),
-                            if failed.is_empty() {
-                                "0".to_string()
-                            } else {
-                                failed.join("; ")
-                            }
-                        )
-                    };
-                    emit(&mut md, row);
-                }
-                if let [(_, vm, vp, vw), (_, km, kp, kw)] = medians[..] {
-                    verdicts.push(format!(
-                        "- {} ms, {}: vipd median {} vs {} ms, p95 {} vs {} ms, worst {} vs {} ms: {}",
-                        ms(adv),
-                        fault.label(),
-                        ms(vm),
-                        ms(km),
-                        ms(vp),
-                        ms(kp),
-                        ms(vw),
-                        ms(kw),
-                        if vm <= km && vp <= kp {
-                            "goal met (median and p95 no longer)"
-                        } else if vm <= km + PROBE_EVERY && vp <= kp + PROBE_EVERY {
-                            "goal not met, but the difference is within the probe's resolution"
-                        } else {
-                            "goal NOT met"
-                        }
-                    ));
-                }
-            }
+/// The markdown being built: each line printed as it is added (a long run shows its tables as they grow),
+/// the whole written with `--out` at the end.
+struct Report {
+    md: String,
+    started: Instant,
+}
+
+impl Report {
+    fn new() -> Report {
+        Report {
+            md: String::new(),
+            started: Instant::now(),
         }
-        emit(&mut md, String::new());
-        for v in verdicts {
-            emit(&mut md, v);
-        }
-        emit(&mut md, String::new());
-        drop(b);
     }
 
-    if args.only == "footprint" || args.only == "all" {
-        let b = Bench::new(vipd_bin.clone())?;
-        let s1 = Duration::from_secs(1);
-        let s2 = Duration::from_secs(2);
-        let ms100 = Duration::from_millis(100);
-        let ms200 = Duration::from_millis(200);
-        let mut base = Vec::new();
-        let mut fast_adv = Vec::new();
-        let mut fast_chk = Vec::new();
-        for imp in [Imp::Vipd, Imp::Pair] {
-            base.push(idle(&b, imp, s1, s2, args.idle_secs)?);
-            eprintln!(
-                "[{:>5.0}s] idle {} done",
-                started.elapsed().as_secs_f64(),
-                imp.label()
-            );
-            fast_adv.push(idle(&b, imp, ms100, s2, args.idle_secs)?);
-            fast_chk.push(idle(&b, imp, s1, ms200, args.idle_secs)?);
-            eprintln!(
-                "[{:>5.0}s] scale idle {} done",
-                started.elapsed().as_secs_f64(),
-                imp.label()
-            );
-        }
-        let mut cruns = Vec::new();
-        let mut lruns = Vec::new();
-        for imp in [Imp::Vipd, Imp::Pair] {
-            cruns.push(conns(&b, imp, &levels, args.idle_secs.min(10))?);
-            eprintln!(
-                "[{:>5.0}s] conns {} done",
-                started.elapsed().as_secs_f64(),
-                imp.label()
-            );
-            lruns.push(load(&b, imp, args.load_secs)?);
-            eprintln!(
-                "[{:>5.0}s] load {} done",
-                started.elapsed().as_secs_f64(),
-                imp.label()
-            );
-        }
-        drop(b);
+    fn emit(&mut self, line: impl Into<String>) {
+        let line = line.into();
+        println!("{line}");
+        self.md.push_str(&line);
+        self.md.push('\n');
+    }
 
-        emit(
-            &mut md,
-            "## Footprint: the master node's load balancer\n".into(),
-        );
-        emit(
-            &mut md,
-            "vipd = one process; the pair = keepalived parent + its VRRP child (`-P`, VRRP only) + haproxy \
-             (nbthread 2). Both check 3 backends with HTTPS GET /readyz verified against the cluster CA \
-             (rise 2, fall 3). CPU = utime+stime (per-thread schedstat in ns when no thread came or went). \
-             Memory = sum of VmRSS / VmHWM of the processes.\n"
-                .into(),
-        );
-        emit(
-            &mut md,
-            "| state | implementation | CPU s | CPU % of one core | VmRSS MiB | VmHWM MiB | per process |".into(),
-        );
-        emit(&mut md, "|---|---|---|---|---|---|---|".into());
-        let imps = [Imp::Vipd, Imp::Pair];
-        for (i, imp) in imps.iter().enumerate() {
-            emit(
-                &mut md,
-                sample_row(
-                    &format!("idle {} s (1 s adverts, 3 backends / 2 s)", args.idle_secs),
-                    imp.label(),
-                    &base[i],
-                ),
-            );
-        }
-        for (i, imp) in imps.iter().enumerate() {
-            match &cruns[i].idle_top {
-                Some((n, s)) => emit(
-                    &mut md,
-                    sample_row(
-                        &format!("{n} idle connections, {:.0} s", s.secs),
-                        imp.label(),
-                        s,
-                    ),
-                ),
-                None => emit(
-                    &mut md,
-                    format!(
-                        "| {} idle connections | {} | - | - | - | - | not reached: {} |",
-                        levels.last().unwrap_or(&0),
-                        imp.label(),
-                        cruns[i].error.clone().unwrap_or_default()
-                    ),
-                ),
+    /// A progress line on stderr, stamped with the seconds since the start.
+    fn progress(&self, what: std::fmt::Arguments<'_>) {
+        eprintln!("[{:>5.0}s] {what}", self.started.elapsed().as_secs_f64());
+    }
+}
+
+// ------------------------------------------------------------------------------------------------------
+// Failover section
+// ------------------------------------------------------------------------------------------------------
+
+/// Every (interval, fault, implementation) row of trials, then one verdict per (interval, fault).
+fn failover(r: &mut Report, b: &Bench, args: &Args) {
+    failover_header(r);
+    let mut verdicts = Vec::new();
+    for (adv, trials) in [
+        (Duration::from_secs(1), args.trials_slow),
+        (Duration::from_millis(100), args.trials_fast),
+    ] {
+        for fault in [Fault::Crash, Fault::LinkCut, Fault::Graceful] {
+            let bound = rfc_bound(adv, fault);
+            let mut spreads = Vec::new();
+            for imp in IMPS {
+                let (got, failed) = run_trials(r, b, imp, adv, fault, trials);
+                let spread = Spread::of(&got);
+                spreads.extend(spread);
+                r.emit(outage_row(adv, fault, imp, trials, spread, &failed, bound));
+            }
+            if let [vipd, pair] = spreads[..] {
+                verdicts.push(verdict(adv, fault, vipd, pair));
             }
         }
-        for (i, imp) in imps.iter().enumerate() {
-            emit(
-                &mut md,
-                sample_row(
-                    &format!(
-                        "wrk -t2 -c50 -d{}s https://VIP/readyz ({:.0} req/s)",
-                        args.load_secs, lruns[i].rps
-                    ),
-                    imp.label(),
-                    &lruns[i].sample,
-                ),
-            );
-        }
-        emit(&mut md, String::new());
-        emit(&mut md, "## Scale\n".into());
-        emit(&mut md, "| figure | vipd | keepalived+haproxy |".into());
-        emit(&mut md, "|---|---|---|".into());
-        let secs = args.idle_secs as f64;
-        let per_adv = |i: usize| (fast_adv[i].cpu_s - base[i].cpu_s) / (secs * (10.0 - 1.0)) * 1e6;
-        let per_chk =
-            |i: usize| (fast_chk[i].cpu_s - base[i].cpu_s) / (secs * 3.0 * (5.0 - 0.5)) * 1e6;
-        emit(
-            &mut md,
-            format!(
-                "| CPU per advertisement sent (idle at 100 ms minus idle at 1 s, / extra adverts) | {:.1} µs | {:.1} µs |",
-                per_adv(0),
-                per_adv(1)
-            ),
-        );
-        emit(
-            &mut md,
-            format!(
-                "| CPU per HTTPS health check (3 backends at 200 ms minus at 2 s, / extra checks) | {:.1} µs | {:.1} µs |",
-                per_chk(0),
-                per_chk(1)
-            ),
-        );
-        for (name, v, p) in [
-            (
-                "idle CPU, 100 ms adverts, checks / 2 s",
-                &fast_adv[0],
-                &fast_adv[1],
-            ),
-            (
-                "idle CPU, 1 s adverts, checks / 200 ms",
-                &fast_chk[0],
-                &fast_chk[1],
-            ),
-        ] {
-            emit(
-                &mut md,
-                format!(
-                    "| {name} | {:.3} s ({:.2} %) | {:.3} s ({:.2} %) |",
-                    v.cpu_s,
-                    100.0 * v.cpu_s / v.secs,
-                    p.cpu_s,
-                    100.0 * p.cpu_s / p.secs
-                ),
-            );
-        }
-        emit(
-            &mut md,
-            format!(
-                "| CPU per proxied request under wrk (keep-alive, TLS end to end) | {:.1} µs | {:.1} µs |",
-                lruns[0].sample.cpu_s / (lruns[0].rps * lruns[0].sample.secs).max(1.0) * 1e6,
-                lruns[1].sample.cpu_s / (lruns[1].rps * lruns[1].sample.secs).max(1.0) * 1e6
-            ),
-        );
-        emit(
-            &mut md,
-            format!(
-                "| memory with no connection (VmRSS) | {} MiB | {} MiB |",
-                mib(cruns[0].base.rss_kb),
-                mib(cruns[1].base.rss_kb)
-            ),
-        );
-        let maxlev = cruns[0].levels.len().max(cruns[1].levels.len());
-        for l in 0..maxlev {
-            let cell = |r: &ConnRun| match r.levels.get(l) {
-                Some((n, m)) => format!(
-                    "{n} conns: {} MiB RSS, {:.0} B/conn",
-                    mib(m.rss_kb),
-                    (m.rss_kb.saturating_sub(r.base.rss_kb) as f64 * 1024.0) / *n as f64
-                ),
-                None => format!("not reached ({})", r.error.clone().unwrap_or_default()),
-            };
-            emit(
-                &mut md,
-                format!(
-                    "| memory with connections held (growth over none / connection) | {} | {} |",
-                    cell(&cruns[0]),
-                    cell(&cruns[1])
-                ),
-            );
-        }
-        emit(&mut md, String::new());
-        for (i, imp) in imps.iter().enumerate() {
-            emit(
-                &mut md,
-                format!(
-                    "<details><summary>wrk output, {}</summary>\n\n```\n{}```\n</details>\n",
-                    imp.label(),
-                    lruns[i].wrk
-                ),
-            );
-        }
     }
-    emit(
-        &mut md,
-        format!(
-            "Benchmark driver wall time: {:.0} s.",
-            started.elapsed().as_secs_f64()
-        ),
+    r.emit("");
+    for v in verdicts {
+        r.emit(v);
+    }
+    r.emit("");
+}
+
+fn failover_header(r: &mut Report) {
+    r.emit("## Failover: client-visible outage\n");
+    r.emit(format!(
+        "Outage from the fault to the first TCP connect to VIP:{PORT} after which none fails (connects \
+         started every {} ms). Master priority {PRIO_MASTER}, backup {PRIO_BACKUP}, preempt on, multicast. \
+         RFC bound: 3 x interval + skew ((256 - {PRIO_BACKUP}) / 256 x interval); graceful: skew.\n",
+        PROBE_EVERY.as_millis()
+    ));
+    r.emit(
+        "| interval | fault | implementation | trials | median ms | p95 ms | worst ms | RFC bound ms | failed trials |",
     );
-    if let Some(p) = &args.out {
-        std::fs::write(p, &md).with_context(|| format!("writing {}", p.display()))?;
+    r.emit("|---|---|---|---|---|---|---|---|---|");
+}
+
+/// RFC 9568's longest outage: the backup's Master_Down_Interval (3 x interval + skew), or only the skew when
+/// the master says goodbye with priority 0.
+fn rfc_bound(adv: Duration, fault: Fault) -> Duration {
+    let skew = adv.mul_f64((256 - PRIO_BACKUP as u32) as f64 / 256.0);
+    match fault {
+        Fault::Graceful => skew,
+        _ => adv * 3 + skew,
     }
-    Ok(())
+}
+
+/// `trials` trials of one row: the outages measured (sorted) and a note per failed trial.
+fn run_trials(
+    r: &Report,
+    b: &Bench,
+    imp: Imp,
+    adv: Duration,
+    fault: Fault,
+    trials: usize,
+) -> (Vec<Duration>, Vec<String>) {
+    let mut got = Vec::new();
+    let mut failed = Vec::new();
+    for i in 0..trials {
+        match b.trial(imp, adv, fault) {
+            Ok(Some(d)) => got.push(d),
+            Ok(None) => failed.push(format!("#{i}: no recovery")),
+            Err(e) => failed.push(format!("#{i}: {e:#}")),
+        }
+        r.progress(format_args!(
+            "{} {} {:?} trial {i}: {:?}",
+            imp.label(),
+            fault.label(),
+            adv,
+            got.last()
+        ));
+    }
+    got.sort();
+    (got, failed)
+}
+
+/// How many trials of a row recovered, and the median, p95 and worst of their outages.
+#[derive(Debug, Clone, Copy)]
+struct Spread {
+    recovered: usize,
+    median: Duration,
+    p95: Duration,
+    worst: Duration,
+}
+
+impl Spread {
+    /// None when no trial recovered. `sorted` ascending.
+    fn of(sorted: &[Duration]) -> Option<Spread> {
+        let worst = *sorted.last()?;
+        Some(Spread {
+            recovered: sorted.len(),
+            median: pct(sorted, 0.5),
+            p95: pct(sorted, 0.95),
+            worst,
+        })
+    }
+}
+
+fn outage_row(
+    adv: Duration,
+    fault: Fault,
+    imp: Imp,
+    trials: usize,
+    spread: Option<Spread>,
+    failed: &[String],
+    bound: Duration,
+) -> String {
+    let head = format!("| {} ms | {} | {} |", ms(adv), fault.label(), imp.label());
+    match spread {
+        None => format!(
+            "{head} 0/{trials} | - | - | - | {} | {} |",
+            ms(bound),
+            failed.join("; ")
+        ),
+        Some(s) => format!(
+            "{head} {}/{trials} | {} | {} | {} | {} | {} |",
+            s.recovered,
+            ms(s.median),
+            ms(s.p95),
+            ms(s.worst),
+            ms(bound),
+            if failed.is_empty() {
+                "0".to_string()
+            } else {
+                failed.join("; ")
+            }
+        ),
+    }
+}
+
+/// The goal: vipd's median and p95 no longer than the pair's.
+fn verdict(adv: Duration, fault: Fault, v: Spread, k: Spread) -> String {
+    format!(
+        "- {} ms, {}: vipd median {} vs {} ms, p95 {} vs {} ms, worst {} vs {} ms: {}",
+        ms(adv),
+        fault.label(),
+        ms(v.median),
+        ms(k.median),
+        ms(v.p95),
+        ms(k.p95),
+        ms(v.worst),
+        ms(k.worst),
+        if v.median <= k.median && v.p95 <= k.p95 {
+            "goal met (median and p95 no longer)"
+        } else if v.median <= k.median + PROBE_EVERY && v.p95 <= k.p95 + PROBE_EVERY {
+            "goal not met, but the difference is within the probe's resolution"
+        } else {
+            "goal NOT met"
+        }
+    )
+}
+
+// ------------------------------------------------------------------------------------------------------
+// Footprint and scale sections
+// ------------------------------------------------------------------------------------------------------
+
+/// Everything the footprint and scale tables show, per implementation in [`IMPS`] order.
+struct Footprint {
+    /// Idle: 1 s adverts, checks every 2 s.
+    base: Vec<Sample>,
+    /// Idle: 100 ms adverts, checks every 2 s.
+    fast_adv: Vec<Sample>,
+    /// Idle: 1 s adverts, checks every 200 ms.
+    fast_chk: Vec<Sample>,
+    conns: Vec<ConnRun>,
+    load: Vec<LoadRun>,
+}
+
+fn measure_footprint(r: &Report, b: &Bench, args: &Args, levels: &[usize]) -> Result<Footprint> {
+    let s1 = Duration::from_secs(1);
+    let s2 = Duration::from_secs(2);
+    let ms100 = Duration::from_millis(100);
+    let ms200 = Duration::from_millis(200);
+    let mut f = Footprint {
+        base: Vec::new(),
+        fast_adv: Vec::new(),
+        fast_chk: Vec::new(),
+        conns: Vec::new(),
+        load: Vec::new(),
+    };
+    for imp in IMPS {
+        f.base.push(idle(b, imp, s1, s2, args.idle_secs)?);
+        r.progress(format_args!("idle {} done", imp.label()));
+        f.fast_adv.push(idle(b, imp, ms100, s2, args.idle_secs)?);
+        f.fast_chk.push(idle(b, imp, s1, ms200, args.idle_secs)?);
+        r.progress(format_args!("scale idle {} done", imp.label()));
+    }
+    for imp in IMPS {
+        f.conns.push(conns(b, imp, levels, args.idle_secs.min(10))?);
+        r.progress(format_args!("conns {} done", imp.label()));
+        f.load.push(load(b, imp, args.load_secs)?);
+        r.progress(format_args!("load {} done", imp.label()));
+    }
+    Ok(f)
+}
+
+/// One row per implementation for each state: idle, most connections held, under wrk.
+fn footprint_table(r: &mut Report, f: &Footprint, args: &Args, levels: &[usize]) {
+    r.emit("## Footprint: the master node's load balancer\n");
+    r.emit(
+        "vipd = one process; the pair = keepalived parent + its VRRP child (`-P`, VRRP only) + haproxy \
+         (nbthread 2). Both check 3 backends with HTTPS GET /readyz verified against the cluster CA \
+         (rise 2, fall 3). CPU = utime+stime (per-thread schedstat in ns when no thread came or went). \
+         Memory = sum of VmRSS / VmHWM of the processes.\n",
+    );
+    r.emit(
+        "| state | implementation | CPU s | CPU % of one core | VmRSS MiB | VmHWM MiB | per process |",
+    );
+    r.emit("|---|---|---|---|---|---|---|");
+    let idle = format!("idle {} s (1 s adverts, 3 backends / 2 s)", args.idle_secs);
+    for (i, imp) in IMPS.iter().enumerate() {
+        r.emit(sample_row(&idle, imp.label(), &f.base[i]));
+    }
+    for (i, imp) in IMPS.iter().enumerate() {
+        r.emit(match &f.conns[i].idle_top {
+            Some((n, s)) => sample_row(
+                &format!("{n} idle connections, {:.0} s", s.secs),
+                imp.label(),
+                s,
+            ),
+            None => format!(
+                "| {} idle connections | {} | - | - | - | - | not reached: {} |",
+                levels.last().unwrap_or(&0),
+                imp.label(),
+                f.conns[i].error.clone().unwrap_or_default()
+            ),
+        });
+    }
+    for (i, imp) in IMPS.iter().enumerate() {
+        let wrk = format!(
+            "wrk -t2 -c50 -d{}s https://VIP/readyz ({:.0} req/s)",
+            args.load_secs, f.load[i].rps
+        );
+        r.emit(sample_row(&wrk, imp.label(), &f.load[i].sample));
+    }
+    r.emit("");
+}
+
+/// The per-unit figures, vipd beside the pair.
+fn scale_table(r: &mut Report, f: &Footprint, args: &Args) {
+    r.emit("## Scale\n");
+    r.emit("| figure | vipd | keepalived+haproxy |");
+    r.emit("|---|---|---|");
+    scale_cpu_rows(r, f, args.idle_secs as f64);
+    scale_memory_rows(r, f);
+    r.emit("");
+}
+
+fn scale_cpu_rows(r: &mut Report, f: &Footprint, secs: f64) {
+    let (base, fast_adv, fast_chk) = (&f.base, &f.fast_adv, &f.fast_chk);
+    let per_adv = |i: usize| (fast_adv[i].cpu_s - base[i].cpu_s) / (secs * (10.0 - 1.0)) * 1e6;
+    let per_chk = |i: usize| (fast_chk[i].cpu_s - base[i].cpu_s) / (secs * 3.0 * (5.0 - 0.5)) * 1e6;
+    r.emit(format!(
+        "| CPU per advertisement sent (idle at 100 ms minus idle at 1 s, / extra adverts) | {:.1} µs | {:.1} µs |",
+        per_adv(0),
+        per_adv(1)
+    ));
+    r.emit(format!(
+        "| CPU per HTTPS health check (3 backends at 200 ms minus at 2 s, / extra checks) | {:.1} µs | {:.1} µs |",
+        per_chk(0),
+        per_chk(1)
+    ));
+    for (name, s) in [
+        ("idle CPU, 100 ms adverts, checks / 2 s", fast_adv),
+        ("idle CPU, 1 s adverts, checks / 200 ms", fast_chk),
+    ] {
+        let (v, p) = (&s[0], &s[1]);
+        r.emit(format!(
+            "| {name} | {:.3} s ({:.2} %) | {:.3} s ({:.2} %) |",
+            v.cpu_s,
+            100.0 * v.cpu_s / v.secs,
+            p.cpu_s,
+            100.0 * p.cpu_s / p.secs
+        ));
+    }
+    let per_request = |l: &LoadRun| l.sample.cpu_s / (l.rps * l.sample.secs).max(1.0) * 1e6;
+    r.emit(format!(
+        "| CPU per proxied request under wrk (keep-alive, TLS end to end) | {:.1} µs | {:.1} µs |",
+        per_request(&f.load[0]),
+        per_request(&f.load[1])
+    ));
+}
+
+fn scale_memory_rows(r: &mut Report, f: &Footprint) {
+    let cruns = &f.conns;
+    r.emit(format!(
+        "| memory with no connection (VmRSS) | {} MiB | {} MiB |",
+        mib(cruns[0].base.rss_kb),
+        mib(cruns[1].base.rss_kb)
+    ));
+    let maxlev = cruns[0].levels.len().max(cruns[1].levels.len());
+    for l in 0..maxlev {
+        let cell = |c: &ConnRun| match c.levels.get(l) {
+            Some((n, m)) => format!(
+                "{n} conns: {} MiB RSS, {:.0} B/conn",
+                mib(m.rss_kb),
+                (m.rss_kb.saturating_sub(c.base.rss_kb) as f64 * 1024.0) / *n as f64
+            ),
+            None => format!("not reached ({})", c.error.clone().unwrap_or_default()),
+        };
+        r.emit(format!(
+            "| memory with connections held (growth over none / connection) | {} | {} |",
+            cell(&cruns[0]),
+            cell(&cruns[1])
+        ));
+    }
+}
+
+fn wrk_outputs(r: &mut Report, f: &Footprint) {
+    for (i, imp) in IMPS.iter().enumerate() {
+        r.emit(format!(
+            "<details><summary>wrk output, {}</summary>\n\n```\n{}```\n</details>\n",
+            imp.label(),
+            f.load[i].wrk
+        ));
+    }
 }

@@ -168,71 +168,55 @@ pub fn render(opts: &ManifestOptions) -> String {
 
 /// The typed pod behind [`render`].
 pub fn pod(opts: &ManifestOptions) -> Pod {
-    let probe_host = match opts.admin.ip() {
-        IpAddr::V4(a) if a.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(a) if a.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ip => ip,
-    };
-    let probe = |path: &str, period: i32, failures: i32| Probe {
-        http_get: Some(HTTPGetAction {
-            host: Some(probe_host.to_string()),
-            port: IntOrString::Int(i32::from(opts.admin.port())),
-            path: Some(path.to_owned()),
-            scheme: Some("HTTP".to_owned()),
+    let (mounts, volumes) = file_mounts(opts);
+    Pod {
+        metadata: pod_metadata(),
+        spec: Some(PodSpec {
+            node_name: opts.node_name.clone(),
+            host_network: Some(true),
+            dns_policy: Some("ClusterFirstWithHostNet".to_owned()),
+            priority_class_name: Some("system-node-critical".to_owned()),
+            priority: Some(SYSTEM_NODE_CRITICAL),
+            termination_grace_period_seconds: Some(grace_period_seconds(opts.drain_timeout)),
+            security_context: Some(PodSecurityContext {
+                seccomp_profile: Some(SeccompProfile {
+                    type_: "RuntimeDefault".to_owned(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            containers: vec![container(opts, mounts)],
+            volumes: Some(volumes),
             ..Default::default()
         }),
-        period_seconds: Some(period),
-        timeout_seconds: Some(3),
-        failure_threshold: Some(failures),
+        status: None,
+    }
+}
+
+/// Name, namespace and the labels kubeadm's own static pods carry.
+fn pod_metadata() -> ObjectMeta {
+    ObjectMeta {
+        name: Some("vipd".to_owned()),
+        namespace: Some("kube-system".to_owned()),
+        labels: Some(
+            [
+                ("component".to_owned(), "vipd".to_owned()),
+                ("tier".to_owned(), "control-plane".to_owned()),
+            ]
+            .into(),
+        ),
         ..Default::default()
-    };
-
-    let mut mounts = Vec::new();
-    let mut volumes = Vec::new();
-    for (name, host, inside) in opts.source.files() {
-        mounts.push(VolumeMount {
-            name: name.to_owned(),
-            mount_path: inside.to_owned(),
-            read_only: Some(true),
-            ..Default::default()
-        });
-        volumes.push(host_file_volume(name, &host));
     }
-    let tls = [
-        ("ca-file", &opts.tls_files.ca_file),
-        ("client-cert", &opts.tls_files.client_cert),
-        ("client-key", &opts.tls_files.client_key),
-    ];
-    for (name, path) in tls {
-        if let Some(path) = path {
-            mounts.push(VolumeMount {
-                name: name.to_owned(),
-                mount_path: path.clone(),
-                read_only: Some(true),
-                ..Default::default()
-            });
-            volumes.push(host_file_volume(name, path));
-        }
-    }
+}
 
-    let strings = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-    let container = Container {
+/// The one container: vipd's image and arguments, its privileges, requests, metrics port, probes and files.
+fn container(opts: &ManifestOptions, mounts: Vec<VolumeMount>) -> Container {
+    Container {
         name: "vipd".to_owned(),
         image: Some(opts.image.clone()),
         image_pull_policy: Some("IfNotPresent".to_owned()),
         args: Some(opts.source.args()),
-        security_context: Some(SecurityContext {
-            run_as_user: Some(0),
-            run_as_non_root: Some(false),
-            allow_privilege_escalation: Some(false),
-            privileged: Some(false),
-            read_only_root_filesystem: Some(true),
-            capabilities: Some(Capabilities {
-                add: Some(strings(&CAPABILITIES)),
-                drop: Some(strings(&["ALL"])),
-            }),
-            ..Default::default()
-        }),
+        security_context: Some(security_context()),
         resources: Some(ResourceRequirements {
             requests: Some(
                 [
@@ -251,45 +235,82 @@ pub fn pod(opts: &ManifestOptions) -> Pod {
                 ..Default::default()
             }]
         }),
-        liveness_probe: Some(probe("/healthz", 10, 3)),
-        readiness_probe: Some(probe("/readyz", 5, 2)),
+        liveness_probe: Some(admin_probe(opts.admin, "/healthz", 10, 3)),
+        readiness_probe: Some(admin_probe(opts.admin, "/readyz", 5, 2)),
         volume_mounts: Some(mounts),
         ..Default::default()
-    };
+    }
+}
 
-    Pod {
-        metadata: ObjectMeta {
-            name: Some("vipd".to_owned()),
-            namespace: Some("kube-system".to_owned()),
-            labels: Some(
-                [
-                    ("component".to_owned(), "vipd".to_owned()),
-                    ("tier".to_owned(), "control-plane".to_owned()),
-                ]
-                .into(),
-            ),
-            ..Default::default()
-        },
-        spec: Some(PodSpec {
-            node_name: opts.node_name.clone(),
-            host_network: Some(true),
-            dns_policy: Some("ClusterFirstWithHostNet".to_owned()),
-            priority_class_name: Some("system-node-critical".to_owned()),
-            priority: Some(SYSTEM_NODE_CRITICAL),
-            termination_grace_period_seconds: Some(grace_period_seconds(opts.drain_timeout)),
-            security_context: Some(PodSecurityContext {
-                seccomp_profile: Some(SeccompProfile {
-                    type_: "RuntimeDefault".to_owned(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            containers: vec![container],
-            volumes: Some(volumes),
+/// Root, as the netlink and raw sockets need, but with every capability dropped except [`CAPABILITIES`], no
+/// privilege escalation and a read-only root filesystem.
+fn security_context() -> SecurityContext {
+    let strings = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    SecurityContext {
+        run_as_user: Some(0),
+        run_as_non_root: Some(false),
+        allow_privilege_escalation: Some(false),
+        privileged: Some(false),
+        read_only_root_filesystem: Some(true),
+        capabilities: Some(Capabilities {
+            add: Some(strings(&CAPABILITIES)),
+            drop: Some(strings(&["ALL"])),
+        }),
+        ..Default::default()
+    }
+}
+
+/// An HTTP probe of the admin endpoint's `path`; an unspecified admin address is probed on loopback.
+fn admin_probe(admin: SocketAddr, path: &str, period: i32, failures: i32) -> Probe {
+    let host = match admin.ip() {
+        IpAddr::V4(a) if a.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(a) if a.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    Probe {
+        http_get: Some(HTTPGetAction {
+            host: Some(host.to_string()),
+            port: IntOrString::Int(i32::from(admin.port())),
+            path: Some(path.to_owned()),
+            scheme: Some("HTTP".to_owned()),
             ..Default::default()
         }),
-        status: None,
+        period_seconds: Some(period),
+        timeout_seconds: Some(3),
+        failure_threshold: Some(failures),
+        ..Default::default()
     }
+}
+
+/// The read-only mounts and their host-file volumes: the file(s) the pod runs from, then the TLS files the
+/// config names (each at its host path).
+fn file_mounts(opts: &ManifestOptions) -> (Vec<VolumeMount>, Vec<Volume>) {
+    let tls = [
+        ("ca-file", &opts.tls_files.ca_file),
+        ("client-cert", &opts.tls_files.client_cert),
+        ("client-key", &opts.tls_files.client_key),
+    ];
+    let tls_files = tls
+        .into_iter()
+        .filter_map(|(name, path)| Some((name, path.clone()?)))
+        .map(|(name, path)| (name, path.clone(), path));
+    let source_files = opts
+        .source
+        .files()
+        .into_iter()
+        .map(|(name, host, inside)| (name, host, inside.to_owned()));
+    source_files
+        .chain(tls_files)
+        .map(|(name, host, inside)| {
+            let mount = VolumeMount {
+                name: name.to_owned(),
+                mount_path: inside,
+                read_only: Some(true),
+                ..Default::default()
+            };
+            (mount, host_file_volume(name, &host))
+        })
+        .unzip()
 }
 
 /// Whole seconds, rounded up: a 30.5s drain must not be cut at 30s.

@@ -99,16 +99,16 @@ pub fn proxy_config(cfg: &Config) -> proxy::ProxyConfig {
     let mut p = proxy::ProxyConfig::new(cfg.proxy_listen());
     // Listening on the VIP before holding it needs IP_FREEBIND; an explicit bind address may be anything.
     p.freebind = cfg.proxy.bind.is_none() || cfg.proxy.bind == Some(cfg.control_plane_vip);
-    p.balance = match cfg.proxy.balance {
+    p.settings.balance = match cfg.proxy.balance {
         Balance::LeastConn => proxy::Balance::LeastConn,
         Balance::RoundRobin => proxy::Balance::RoundRobin,
     };
-    p.connect_timeout = cfg.proxy.connect_timeout;
-    p.retries = cfg.proxy.retries;
-    p.max_connections = cfg.proxy.max_connections as usize;
-    p.idle_timeout = (!cfg.proxy.idle_timeout.is_zero()).then_some(cfg.proxy.idle_timeout);
-    p.drain_timeout = cfg.proxy.drain_timeout;
-    p.shutdown_sessions_on_backend_down = cfg.proxy.shutdown_sessions_on_backend_down;
+    p.settings.connect_timeout = cfg.proxy.connect_timeout;
+    p.settings.retries = cfg.proxy.retries;
+    p.settings.max_connections = cfg.proxy.max_connections as usize;
+    p.settings.idle_timeout = (!cfg.proxy.idle_timeout.is_zero()).then_some(cfg.proxy.idle_timeout);
+    p.settings.drain_timeout = cfg.proxy.drain_timeout;
+    p.settings.shutdown_sessions_on_backend_down = cfg.proxy.shutdown_sessions_on_backend_down;
     p.threads = cfg.proxy.threads as usize;
     p
 }
@@ -818,11 +818,11 @@ async fn reload(
     }
     // Proxy settings before the backend set: a backend that leaves the list must meet the new
     // shutdownSessionsOnBackendDown, or the proxy sees it go with the old setting and the transition is lost.
-    proxy.update(proxy_config(&new).settings());
+    proxy.update(proxy_config(&new).settings);
     // Health may still refuse (unreadable CA file, bad key): then the old proxy settings come back, and
     // nothing else was applied.
     if let Err(e) = checker.reconfigure(health_config(&new), new.backends.clone()) {
-        proxy.update(proxy_config(current).settings());
+        proxy.update(proxy_config(current).settings);
         return Err(anyhow::Error::new(e).context("health checks"));
     }
     let (old_vrrp, new_vrrp) = (instance_config(current), instance_config(&new));
@@ -848,7 +848,7 @@ async fn reload(
             Err(e) => {
                 error!("reload: the new VRRP settings do not start ({e}); restarting with the old ones");
                 // Back to the old config everywhere, so a refused reload means the old config runs.
-                proxy.update(proxy_config(current).settings());
+                proxy.update(proxy_config(current).settings);
                 if let Err(h) =
                     checker.reconfigure(health_config(current), current.backends.clone())
                 {

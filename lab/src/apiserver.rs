@@ -403,7 +403,7 @@ pub struct FakeStats {
 /// A running fake apiserver; stops when dropped or on [`FakeApiserver::shutdown`].
 #[derive(Debug)]
 pub struct FakeApiserver {
-    shared: Arc<Shared>,
+    handle: FakeHandle,
     cancel: CancellationToken,
     tracker: TaskTracker,
 }
@@ -437,44 +437,46 @@ impl FakeApiserver {
             tracker.clone(),
         ));
         Ok(Self {
-            shared,
+            handle: FakeHandle { shared },
             cancel,
             tracker,
         })
     }
 
+    /// A handle that outlives borrows of the server, for control from other threads. The server's own
+    /// methods below are the handle's.
+    pub fn handle(&self) -> FakeHandle {
+        self.handle.clone()
+    }
+
     pub fn addr(&self) -> SocketAddr {
-        self.shared.addr
+        self.handle.addr()
     }
 
     pub fn name(&self) -> &str {
-        &self.shared.name
+        self.handle.name()
     }
 
     /// Switches `/readyz` between 200 and 500.
     pub fn set_ready(&self, ready: bool) {
-        self.shared.ready.store(ready, Ordering::SeqCst);
+        self.handle.set_ready(ready)
     }
 
     pub fn is_ready(&self) -> bool {
-        self.shared.ready.load(Ordering::SeqCst)
+        self.handle.is_ready()
     }
 
     /// Stalls (accept but never answer) or resumes.
     pub fn set_stall(&self, stall: bool) {
-        self.shared.stall.send_replace(stall);
+        self.handle.set_stall(stall)
     }
 
     pub fn is_stalled(&self) -> bool {
-        *self.shared.stall.borrow()
+        self.handle.is_stalled()
     }
 
     pub fn stats(&self) -> FakeStats {
-        FakeStats {
-            connections: self.shared.connections.load(Ordering::SeqCst),
-            active: self.shared.active.load(Ordering::SeqCst),
-            requests: self.shared.requests.load(Ordering::SeqCst),
-        }
+        self.handle.stats()
     }
 
     /// Stops accepting, closes every connection and waits for all tasks.
@@ -667,13 +669,26 @@ pub struct ClientOpts {
     pub timeout: Option<Duration>,
 }
 
+impl ClientOpts {
+    /// `timeout`, 5 s by default.
+    fn timeout(&self) -> Duration {
+        self.timeout.unwrap_or(Duration::from_secs(5))
+    }
+}
+
+/// `fut`, or a `TimedOut` error once `opts.timeout` has passed.
+async fn bounded<T>(
+    opts: &ClientOpts,
+    fut: impl std::future::Future<Output = io::Result<T>>,
+) -> io::Result<T> {
+    tokio::time::timeout(opts.timeout(), fut)
+        .await
+        .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "timeout")))
+}
+
 /// One HTTP/1.1 GET on a fresh connection; returns the status and the body as text.
 pub async fn get(addr: SocketAddr, opts: &ClientOpts, path: &str) -> io::Result<(u16, String)> {
-    let fut = get_inner(addr, opts, path);
-    match tokio::time::timeout(opts.timeout.unwrap_or(Duration::from_secs(5)), fut).await {
-        Ok(r) => r,
-        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "timeout")),
-    }
+    bounded(opts, get_inner(addr, opts, path)).await
 }
 
 /// Reads the first `lines` lines of a streaming response (such as `/watch`), then leaves (closes the
@@ -752,10 +767,7 @@ pub async fn get_on(
         let stream = wrap(tcp, addr, opts).await?;
         get_over(stream, addr, path).await
     };
-    match tokio::time::timeout(opts.timeout.unwrap_or(Duration::from_secs(5)), fut).await {
-        Ok(r) => r,
-        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "timeout")),
-    }
+    bounded(opts, fut).await
 }
 
 /// Follows a streaming response (such as `/watch`) line by line, calling `on_line` for each, until `on_line`
@@ -782,7 +794,7 @@ async fn stream_lines(
     require_ok: bool,
     mut on_line: impl FnMut(&str) -> bool,
 ) -> io::Result<u16> {
-    let timeout = opts.timeout.unwrap_or(Duration::from_secs(5));
+    let timeout = opts.timeout();
     let stream = tokio::time::timeout(timeout, connect(addr, opts))
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timeout"))??;
@@ -1011,9 +1023,17 @@ impl FakeHandle {
         self.shared.ready.store(ready, Ordering::SeqCst);
     }
 
+    pub fn is_ready(&self) -> bool {
+        self.shared.ready.load(Ordering::SeqCst)
+    }
+
     /// Stalls (accept but never answer) or resumes.
     pub fn set_stall(&self, stall: bool) {
         self.shared.stall.send_replace(stall);
+    }
+
+    pub fn is_stalled(&self) -> bool {
+        *self.shared.stall.borrow()
     }
 
     pub fn stats(&self) -> FakeStats {
@@ -1021,15 +1041,6 @@ impl FakeHandle {
             connections: self.shared.connections.load(Ordering::SeqCst),
             active: self.shared.active.load(Ordering::SeqCst),
             requests: self.shared.requests.load(Ordering::SeqCst),
-        }
-    }
-}
-
-impl FakeApiserver {
-    /// A handle that outlives borrows of the server, for control from other threads.
-    pub fn handle(&self) -> FakeHandle {
-        FakeHandle {
-            shared: self.shared.clone(),
         }
     }
 }

@@ -3,7 +3,8 @@
 //! and the ways they are stopped, killed and reloaded. Every process is a [`Proc`] guard (killed and reaped
 //! by PID on drop); Keepalived's VRRP child is found by its pid file and killed by that PID.
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
@@ -107,6 +108,22 @@ fn alive(pid: i32) -> bool {
     kill(Pid::from_raw(pid), None).is_ok()
 }
 
+/// Keepalived in `ns`, VRRP only (`-P`), in the foreground, logging to the console: its config is
+/// `dir/keepalived.conf`, its pid files `ka.pid` (the parent), `vrrp.pid` (the VRRP child, written once it
+/// runs) and `checkers.pid`, all in `dir`.
+pub fn keepalived_command(ns: &Netns, dir: &Path) -> Command {
+    let mut k = ns.command("keepalived");
+    k.args(["-n", "-l", "-D", "-P", "-f"])
+        .arg(dir.join("keepalived.conf"))
+        .arg("-p")
+        .arg(dir.join("ka.pid"))
+        .arg("-r")
+        .arg(dir.join("vrrp.pid"))
+        .arg("-c")
+        .arg(dir.join("checkers.pid"));
+    k
+}
+
 impl PairNode {
     /// Writes both files and starts HAProxy, then Keepalived; returns once Keepalived wrote its VRRP pid.
     /// The node needs `net.ipv4.ip_nonlocal_bind=1`: HAProxy binds the VIP before holding it.
@@ -117,16 +134,7 @@ impl PairNode {
         let mut h = ns.command("haproxy");
         h.arg("-db").arg("-f").arg(dir.join("haproxy.cfg"));
         let haproxy = ns.spawn(h)?;
-        let mut k = ns.command("keepalived");
-        k.args(["-n", "-l", "-D", "-P", "-f"])
-            .arg(dir.join("keepalived.conf"))
-            .arg("-p")
-            .arg(dir.join("ka.pid"))
-            .arg("-r")
-            .arg(dir.join("vrrp.pid"))
-            .arg("-c")
-            .arg(dir.join("checkers.pid"));
-        let ka = ns.spawn(k)?;
+        let ka = ns.spawn(keepalived_command(ns, dir.path()))?;
         let pidfile = dir.join("vrrp.pid");
         let vrrp_pid = wait_for(Duration::from_secs(10), || {
             std::fs::read_to_string(&pidfile)

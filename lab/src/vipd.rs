@@ -4,6 +4,7 @@
 //! Tests of the root package pass `env!("CARGO_BIN_EXE_vipd")`; the demo passes its own executable.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -158,10 +159,7 @@ pub struct VipdNode {
 impl VipdNode {
     /// Writes the config to `dir/<ns name>.yaml` and starts `bin run --config` in `ns`. Does not wait.
     pub fn start(bin: &Path, ns: &Netns, spec: &VipdSpec, dir: &Path) -> Result<VipdNode> {
-        let config_path = dir.join(format!("{}.yaml", ns.name()));
-        std::fs::write(&config_path, spec.to_yaml())
-            .with_context(|| format!("writing {}", config_path.display()))?;
-        Self::start_with_config(bin, ns, &config_path, spec.admin_listen)
+        Self::start_with_env(bin, ns, spec, dir, &[])
     }
 
     /// Starts `bin run --config path` in `ns` with an existing config file.
@@ -171,16 +169,8 @@ impl VipdNode {
         config_path: &Path,
         admin: SocketAddr,
     ) -> Result<VipdNode> {
-        let mut cmd = ns.command(bin);
-        cmd.arg("run").arg("--config").arg(config_path);
-        cmd.env("RUST_LOG", "info");
-        let proc = ns.spawn(cmd)?;
-        Ok(VipdNode {
-            proc,
-            config_path: config_path.to_path_buf(),
-            ns_name: ns.name().to_string(),
-            admin,
-        })
+        let args = ["--config".as_ref(), config_path.as_os_str()];
+        Self::spawn_run(bin, ns, &args, &[], config_path, admin)
     }
 
     /// Starts `bin run ARGS` in `ns` (`--cluster-config FILE --config FILE`, ...); `config_path` is the file a
@@ -192,16 +182,8 @@ impl VipdNode {
         config_path: &Path,
         admin: SocketAddr,
     ) -> Result<VipdNode> {
-        let mut cmd = ns.command(bin);
-        cmd.arg("run").args(args);
-        cmd.env("RUST_LOG", "info").env("NO_COLOR", "1");
-        let proc = ns.spawn(cmd)?;
-        Ok(VipdNode {
-            proc,
-            config_path: config_path.to_path_buf(),
-            ns_name: ns.name().to_string(),
-            admin,
-        })
+        let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+        Self::spawn_run(bin, ns, &args, &[], config_path, admin)
     }
 
     /// Like [`VipdNode::start`], with extra environment variables for the daemon (`NOTIFY_SOCKET`,
@@ -216,8 +198,22 @@ impl VipdNode {
         let config_path = dir.join(format!("{}.yaml", ns.name()));
         std::fs::write(&config_path, spec.to_yaml())
             .with_context(|| format!("writing {}", config_path.display()))?;
+        let args = ["--config".as_ref(), config_path.as_os_str()];
+        Self::spawn_run(bin, ns, &args, env, &config_path, spec.admin_listen)
+    }
+
+    /// The one place a node's daemon is spawned: `bin run ARGS` in `ns`, logging at info without colours (its
+    /// stderr is a pipe anyway), with `env` on top.
+    fn spawn_run(
+        bin: &Path,
+        ns: &Netns,
+        args: &[&OsStr],
+        env: &[(&str, &str)],
+        config_path: &Path,
+        admin: SocketAddr,
+    ) -> Result<VipdNode> {
         let mut cmd = ns.command(bin);
-        cmd.arg("run").arg("--config").arg(&config_path);
+        cmd.arg("run").args(args);
         cmd.env("RUST_LOG", "info").env("NO_COLOR", "1");
         for (k, v) in env {
             cmd.env(k, v);
@@ -225,9 +221,9 @@ impl VipdNode {
         let proc = ns.spawn(cmd)?;
         Ok(VipdNode {
             proc,
-            config_path,
+            config_path: config_path.to_path_buf(),
             ns_name: ns.name().to_string(),
-            admin: spec.admin_listen,
+            admin,
         })
     }
 

@@ -66,10 +66,10 @@ fn main() {
         let mut senders = Vec::new();
         for (listen, backends) in maps {
             let mut cfg = ProxyConfig::new(listen);
-            cfg.forwarding = forwarding;
-            cfg.max_connections = 4000;
+            cfg.settings.forwarding = forwarding;
+            cfg.settings.max_connections = 4000;
             cfg.threads = if in_runtime { 0 } else { threads };
-            cfg.drain_timeout = Duration::from_secs(1);
+            cfg.settings.drain_timeout = Duration::from_secs(1);
             let list = backends
                 .into_iter()
                 .map(|addr| BackendState {

@@ -116,6 +116,36 @@ mod tests {
         })
     }
 
+    /// A proxy's picking state: the client sequence number, advanced once per pick, and the shared stats.
+    #[derive(Default)]
+    struct Clients {
+        rr: AtomicUsize,
+        st: ProxyStats,
+    }
+
+    impl Clients {
+        /// The next client's pick.
+        fn pick(
+            &self,
+            list: &[BackendState],
+            tried: &[SocketAddr],
+            balance: Balance,
+        ) -> Option<Picked> {
+            pick(
+                list,
+                tried,
+                balance,
+                self.rr.fetch_add(1, Ordering::Relaxed),
+                &self.st,
+            )
+        }
+
+        /// The next client's backend port, when `list` has one to give.
+        fn port(&self, list: &[BackendState], balance: Balance) -> u16 {
+            self.pick(list, &[], balance).unwrap().addr.port()
+        }
+    }
+
     fn b(port: u16, healthy: bool) -> BackendState {
         BackendState {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
@@ -126,137 +156,64 @@ mod tests {
     #[test]
     fn roundrobin_cycles_over_healthy_only() {
         let list = [b(1, true), b(2, false), b(3, true)];
-        let (rr, st) = (AtomicUsize::new(0), ProxyStats::default());
-        let picks: Vec<u16> = (0..4)
-            .map(|_| {
-                pick(
-                    &list,
-                    &[],
-                    Balance::RoundRobin,
-                    rr.fetch_add(1, Ordering::Relaxed),
-                    &st,
-                )
-                .unwrap()
-                .addr
-                .port()
-            })
-            .collect();
+        let c = Clients::default();
+        let picks: Vec<u16> = (0..4).map(|_| c.port(&list, Balance::RoundRobin)).collect();
         assert_eq!(picks, [1, 3, 1, 3]);
     }
 
     #[test]
     fn leastconn_prefers_lowest_load() {
         let list = [b(1, true), b(2, true), b(3, true)];
-        let (rr, st) = (AtomicUsize::new(0), ProxyStats::default());
-        st.backend_entry(list[0].addr)
-            .active
-            .store(5, Ordering::Relaxed);
-        st.backend_entry(list[1].addr)
-            .active
-            .store(1, Ordering::Relaxed);
-        st.backend_entry(list[2].addr)
-            .active
-            .store(3, Ordering::Relaxed);
+        let c = Clients::default();
+        for (backend, active) in list.iter().zip([5, 1, 3]) {
+            c.st.backend_entry(backend.addr)
+                .active
+                .store(active, Ordering::Relaxed);
+        }
         for _ in 0..5 {
-            assert_eq!(
-                pick(
-                    &list,
-                    &[],
-                    Balance::LeastConn,
-                    rr.fetch_add(1, Ordering::Relaxed),
-                    &st
-                )
-                .unwrap()
-                .addr
-                .port(),
-                2
-            );
+            assert_eq!(c.port(&list, Balance::LeastConn), 2);
         }
     }
 
     #[test]
     fn leastconn_ties_rotate() {
         let list = [b(1, true), b(2, true)];
-        let (rr, st) = (AtomicUsize::new(0), ProxyStats::default());
-        let a = pick(
-            &list,
-            &[],
-            Balance::LeastConn,
-            rr.fetch_add(1, Ordering::Relaxed),
-            &st,
-        )
-        .unwrap()
-        .addr;
-        let c = pick(
-            &list,
-            &[],
-            Balance::LeastConn,
-            rr.fetch_add(1, Ordering::Relaxed),
-            &st,
-        )
-        .unwrap()
-        .addr;
-        assert_ne!(a, c);
+        let c = Clients::default();
+        assert_ne!(
+            c.port(&list, Balance::LeastConn),
+            c.port(&list, Balance::LeastConn)
+        );
     }
 
     #[test]
     fn panic_mode_when_none_healthy() {
-        let list = [b(1, false), b(2, false)];
-        let (rr, st) = (AtomicUsize::new(0), ProxyStats::default());
-        let p = pick(
-            &list,
-            &[],
-            Balance::RoundRobin,
-            rr.fetch_add(1, Ordering::Relaxed),
-            &st,
-        )
-        .unwrap();
-        assert!(p.panic);
+        let c = Clients::default();
+        let none_healthy = [b(1, false), b(2, false)];
         assert!(
-            !pick(
-                &[b(1, true), b(2, false)],
-                &[],
-                Balance::RoundRobin,
-                rr.fetch_add(1, Ordering::Relaxed),
-                &st
-            )
-            .unwrap()
-            .panic
+            c.pick(&none_healthy, &[], Balance::RoundRobin)
+                .unwrap()
+                .panic
+        );
+        let one_healthy = [b(1, true), b(2, false)];
+        assert!(
+            !c.pick(&one_healthy, &[], Balance::RoundRobin)
+                .unwrap()
+                .panic
         );
     }
 
     #[test]
     fn skips_tried_then_wraps() {
         let list = [b(1, true), b(2, true)];
-        let (rr, st) = (AtomicUsize::new(0), ProxyStats::default());
+        let c = Clients::default();
         for _ in 0..4 {
-            let p = pick(
-                &list,
-                &[list[0].addr],
-                Balance::LeastConn,
-                rr.fetch_add(1, Ordering::Relaxed),
-                &st,
-            )
-            .unwrap();
+            let p = c.pick(&list, &[list[0].addr], Balance::LeastConn).unwrap();
             assert_eq!(p.addr.port(), 2);
         }
         // Every candidate tried: all are eligible again rather than giving up early.
-        assert!(pick(
-            &list,
-            &[list[0].addr, list[1].addr],
-            Balance::RoundRobin,
-            rr.fetch_add(1, Ordering::Relaxed),
-            &st
-        )
-        .is_some());
-        assert!(pick(
-            &[],
-            &[],
-            Balance::RoundRobin,
-            rr.fetch_add(1, Ordering::Relaxed),
-            &st
-        )
-        .is_none());
+        let all_tried = [list[0].addr, list[1].addr];
+        assert!(c.pick(&list, &all_tried, Balance::RoundRobin).is_some());
+        assert!(c.pick(&[], &[], Balance::RoundRobin).is_none());
     }
 
     #[test]

@@ -45,13 +45,41 @@ pub enum Forwarding {
     Copy,
 }
 
-/// Full proxy configuration. Everything except `bind` and `freebind` can be changed live with
+/// Full proxy configuration. Everything except `bind`, `freebind` and `threads` can be changed live with
 /// [`ProxyHandle::update`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProxyConfig {
     pub bind: SocketAddr,
     /// IP_FREEBIND: listen on the VIP even while another node holds it.
     pub freebind: bool,
+    /// Threads that accept and serve sessions, each with its own event loop and, when there are several, its
+    /// own listening socket (SO_REUSEPORT: the kernel spreads new connections over them), so a session is
+    /// accepted, connected and forwarded on one thread with no hand-off, the way HAProxy's threads work.
+    /// 0 (the default) serves on the caller's tokio runtime instead, where work stealing evens out a thread
+    /// that the OS scheduler holds back: on the loaded bench machine own threads gave a few percent more
+    /// connections per second but a worse p99 (bench/RESULTS.md). Fixed at bind time.
+    pub threads: usize,
+    /// The live-updatable part.
+    pub settings: ProxySettings,
+}
+
+impl ProxyConfig {
+    /// Defaults that match the daemon's (see [`ProxySettings::default`]), on the caller's runtime.
+    pub fn new(bind: SocketAddr) -> Self {
+        Self {
+            bind,
+            freebind: false,
+            threads: 0,
+            settings: ProxySettings::default(),
+        }
+    }
+}
+
+/// Settings applied live by [`ProxyHandle::update`]. New values apply to new sessions (balance, timeouts,
+/// retries, forwarding), to the next accept (max_connections), to open sessions (idle_timeout,
+/// shutdown_sessions_on_backend_down) and to the next drain (drain_timeout).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProxySettings {
     pub balance: Balance,
     pub connect_timeout: Duration,
     /// Other backends tried after a failed connect, before the client is closed.
@@ -65,21 +93,12 @@ pub struct ProxyConfig {
     /// Close a backend's sessions when it goes down (or leaves the list); otherwise they drain naturally.
     pub shutdown_sessions_on_backend_down: bool,
     pub forwarding: Forwarding,
-    /// Threads that accept and serve sessions, each with its own event loop and, when there are several, its
-    /// own listening socket (SO_REUSEPORT: the kernel spreads new connections over them), so a session is
-    /// accepted, connected and forwarded on one thread with no hand-off, the way HAProxy's threads work.
-    /// 0 (the default) serves on the caller's tokio runtime instead, where work stealing evens out a thread
-    /// that the OS scheduler holds back: on the loaded bench machine own threads gave a few percent more
-    /// connections per second but a worse p99 (bench/RESULTS.md). Fixed at bind time.
-    pub threads: usize,
 }
 
-impl ProxyConfig {
-    /// Defaults that match the daemon's: leastconn, 2 s connect timeout, 3 retries, splice.
-    pub fn new(bind: SocketAddr) -> Self {
+impl Default for ProxySettings {
+    /// The daemon's defaults: leastconn, 2 s connect timeout, 3 retries, splice.
+    fn default() -> Self {
         Self {
-            bind,
-            freebind: false,
             balance: Balance::LeastConn,
             connect_timeout: Duration::from_secs(2),
             retries: 3,
@@ -88,38 +107,8 @@ impl ProxyConfig {
             drain_timeout: Duration::from_secs(30),
             shutdown_sessions_on_backend_down: false,
             forwarding: Forwarding::Splice,
-            threads: 0,
         }
     }
-
-    /// The live-updatable part.
-    pub fn settings(&self) -> ProxySettings {
-        ProxySettings {
-            balance: self.balance,
-            connect_timeout: self.connect_timeout,
-            retries: self.retries,
-            max_connections: self.max_connections,
-            idle_timeout: self.idle_timeout,
-            drain_timeout: self.drain_timeout,
-            shutdown_sessions_on_backend_down: self.shutdown_sessions_on_backend_down,
-            forwarding: self.forwarding,
-        }
-    }
-}
-
-/// Settings applied live by [`ProxyHandle::update`]. New values apply to new sessions (balance, timeouts,
-/// retries, forwarding), to the next accept (max_connections), to open sessions (idle_timeout,
-/// shutdown_sessions_on_backend_down) and to the next drain (drain_timeout).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ProxySettings {
-    pub balance: Balance,
-    pub connect_timeout: Duration,
-    pub retries: u32,
-    pub max_connections: usize,
-    pub idle_timeout: Option<Duration>,
-    pub drain_timeout: Duration,
-    pub shutdown_sessions_on_backend_down: bool,
-    pub forwarding: Forwarding,
 }
 
 /// One backend as health checking sees it.
@@ -180,7 +169,7 @@ impl Proxy {
         for _ in 1..n {
             listeners.push(sockopt::listener(local_addr, cfg.freebind, BACKLOG, true)?);
         }
-        let (tx, _) = watch::channel(cfg.settings());
+        let (tx, _) = watch::channel(cfg.settings);
         Ok(Self {
             listeners,
             threads: cfg.threads,
@@ -801,7 +790,7 @@ mod tests {
         let addr = l.local_addr().unwrap();
         let s = connect(addr, Duration::from_secs(2)).await.unwrap();
         let _peer = l.accept().unwrap();
-        let (_tx, rx) = watch::channel(ProxyConfig::new(addr).settings());
+        let (_tx, rx) = watch::channel(ProxySettings::default());
         let activity = forward::Activity::new();
         let r = SockRef::from(&s);
         assert!(r.tcp_nodelay().unwrap());

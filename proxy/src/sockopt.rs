@@ -111,6 +111,15 @@ pub(crate) fn reset_on_close<S: std::os::fd::AsFd>(s: &S) {
 mod tests {
     use super::*;
 
+    /// The options that find a dead peer: keepalive with our timings, and the user timeout.
+    fn assert_dead_peer_options(r: &SockRef<'_>) {
+        assert!(r.keepalive().unwrap());
+        assert_eq!(r.tcp_keepalive_time().unwrap(), KEEPALIVE_TIME);
+        assert_eq!(r.tcp_keepalive_interval().unwrap(), KEEPALIVE_INTERVAL);
+        assert_eq!(r.tcp_keepalive_retries().unwrap(), KEEPALIVE_RETRIES);
+        assert_eq!(r.tcp_user_timeout().unwrap(), Some(USER_TIMEOUT));
+    }
+
     /// The accept path relies on options being inherited from the listener; if a kernel stops doing that,
     /// this test says so.
     #[test]
@@ -121,11 +130,7 @@ mod tests {
         let (s, _) = l.accept().unwrap();
         let r = SockRef::from(&s);
         assert!(r.tcp_nodelay().unwrap());
-        assert!(r.keepalive().unwrap());
-        assert_eq!(r.tcp_keepalive_time().unwrap(), KEEPALIVE_TIME);
-        assert_eq!(r.tcp_keepalive_interval().unwrap(), KEEPALIVE_INTERVAL);
-        assert_eq!(r.tcp_keepalive_retries().unwrap(), KEEPALIVE_RETRIES);
-        assert_eq!(r.tcp_user_timeout().unwrap(), Some(USER_TIMEOUT));
+        assert_dead_peer_options(&r);
     }
 
     #[test]
@@ -135,11 +140,7 @@ mod tests {
         assert!(r.tcp_nodelay().unwrap());
         assert!(!r.keepalive().unwrap());
         tune_late(SockRef::from(&s)).unwrap();
-        assert!(r.keepalive().unwrap());
-        assert_eq!(r.tcp_keepalive_time().unwrap(), KEEPALIVE_TIME);
-        assert_eq!(r.tcp_keepalive_interval().unwrap(), KEEPALIVE_INTERVAL);
-        assert_eq!(r.tcp_keepalive_retries().unwrap(), KEEPALIVE_RETRIES);
-        assert_eq!(r.tcp_user_timeout().unwrap(), Some(USER_TIMEOUT));
+        assert_dead_peer_options(&r);
     }
 
     #[test]

@@ -58,7 +58,7 @@ async fn full_proxy_refuses_fast_and_keeps_serving_the_held_sessions() {
     let before = fds();
     let b = Backend::spawn(Mode::Echo).await;
     let mut cfg = config(Forwarding::Splice);
-    cfg.max_connections = held;
+    cfg.settings.max_connections = held;
     let p = start(cfg, &[(b.addr, true)]);
 
     let mut conns = Vec::with_capacity(held);

@@ -170,8 +170,8 @@ async fn dead_backend_is_retried_elsewhere() {
     let dead = dead_addr().await;
     let b = Backend::spawn(Mode::Echo).await;
     let mut cfg = config(Forwarding::Splice);
-    cfg.balance = Balance::RoundRobin;
-    cfg.retries = 1;
+    cfg.settings.balance = Balance::RoundRobin;
+    cfg.settings.retries = 1;
     let p = start(cfg, &[(dead, true), (b.addr, true)]);
     for _ in 0..10 {
         let mut c = TcpStream::connect(p.addr).await.unwrap();
@@ -267,7 +267,7 @@ async fn roundrobin_distribution() {
         Backend::spawn(Mode::GreetEcho).await,
     ];
     let mut cfg = config(Forwarding::Splice);
-    cfg.balance = Balance::RoundRobin;
+    cfg.settings.balance = Balance::RoundRobin;
     let p = start(cfg, &bs.iter().map(|b| (b.addr, true)).collect::<Vec<_>>());
     let mut ports = Vec::new();
     for _ in 0..9 {
@@ -328,7 +328,7 @@ async fn unhealthy_backend_gets_no_new_connections() {
     let a = Backend::spawn(Mode::GreetEcho).await;
     let b = Backend::spawn(Mode::GreetEcho).await;
     let mut cfg = config(Forwarding::Splice);
-    cfg.balance = Balance::RoundRobin;
+    cfg.settings.balance = Balance::RoundRobin;
     let p = start(cfg, &[(a.addr, true), (b.addr, true)]);
     let mut on_a = None;
     for _ in 0..2 {
@@ -356,7 +356,7 @@ async fn shutdown_sessions_on_backend_down() {
     let a = Backend::spawn(Mode::GreetEcho).await;
     let b = Backend::spawn(Mode::GreetEcho).await;
     let mut cfg = config(Forwarding::Splice);
-    cfg.balance = Balance::RoundRobin;
+    cfg.settings.balance = Balance::RoundRobin;
     let p = start(cfg, &[(a.addr, true), (b.addr, true)]);
     let (c1, p1) = connect_greet(p.addr).await;
     let (c2, p2) = connect_greet(p.addr).await;
@@ -389,7 +389,7 @@ async fn shutdown_sessions_on_backend_down() {
 async fn idle_timeout_closes_quiet_sessions() {
     let b = Backend::spawn(Mode::Echo).await;
     let mut cfg = config(Forwarding::Splice);
-    cfg.idle_timeout = Some(Duration::from_millis(300));
+    cfg.settings.idle_timeout = Some(Duration::from_millis(300));
     let p = start(cfg, &[(b.addr, true)]);
     let mut c = TcpStream::connect(p.addr).await.unwrap();
     // Activity keeps it open past the timeout.
@@ -418,7 +418,7 @@ async fn idle_timeout_closes_quiet_sessions() {
 async fn max_connections_refuses_extra_clients() {
     let b = Backend::spawn(Mode::Echo).await;
     let mut cfg = config(Forwarding::Splice);
-    cfg.max_connections = 3;
+    cfg.settings.max_connections = 3;
     let p = start(cfg, &[(b.addr, true)]);
     let mut held = Vec::new();
     for _ in 0..3 {
@@ -441,7 +441,7 @@ async fn max_connections_refuses_extra_clients() {
 async fn drain_lets_sessions_finish_then_forces() {
     let b = Backend::spawn(Mode::Echo).await;
     let mut cfg = config(Forwarding::Splice);
-    cfg.drain_timeout = Duration::from_millis(1500);
+    cfg.settings.drain_timeout = Duration::from_millis(1500);
     let p = start(cfg, &[(b.addr, true)]);
     let mut inflight = TcpStream::connect(p.addr).await.unwrap();
     ping(&mut inflight).await.unwrap();
@@ -482,7 +482,7 @@ async fn drain_lets_sessions_finish_then_forces() {
 async fn drain_returns_early_when_sessions_end() {
     let b = Backend::spawn(Mode::Echo).await;
     let mut cfg = config(Forwarding::Splice);
-    cfg.drain_timeout = Duration::from_secs(30);
+    cfg.settings.drain_timeout = Duration::from_secs(30);
     let p = start(cfg, &[(b.addr, true)]);
     let mut c = TcpStream::connect(p.addr).await.unwrap();
     ping(&mut c).await.unwrap();
@@ -523,9 +523,9 @@ async fn connect_timeout_then_retry_elsewhere() {
 
     let b = Backend::spawn(Mode::Echo).await;
     let mut cfg = config(Forwarding::Splice);
-    cfg.balance = Balance::RoundRobin;
-    cfg.connect_timeout = Duration::from_millis(300);
-    cfg.retries = 1;
+    cfg.settings.balance = Balance::RoundRobin;
+    cfg.settings.connect_timeout = Duration::from_millis(300);
+    cfg.settings.retries = 1;
     let p = start(cfg, &[(stuck_addr, true), (b.addr, true)]);
     for _ in 0..2 {
         let t0 = Instant::now();

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use vipd_lab::netns::{wait_for, Lab, Node, Proc, TempDir};
+use vipd_lab::pair::keepalived_command;
 use vipd_lab::vipd::{in_netns, VipdNode, VipdSpec};
 
 /// Everything a test says about a node; [`vipd_spec`] turns it into a vipd config.
@@ -364,18 +365,11 @@ pub fn keepalived(node: &Node, spec: &KaSpec) -> Keepalived {
         adv = spec.advert_int,
         vip = spec.vip,
     );
-    let conf_path = dir.join("keepalived.conf");
-    std::fs::write(&conf_path, conf).unwrap();
-    let mut c = node.ns.command("keepalived");
-    c.args(["-n", "-l", "-D", "-P", "-f"])
-        .arg(&conf_path)
-        .arg("-p")
-        .arg(dir.join("ka.pid"))
-        .arg("-r")
-        .arg(dir.join("vrrp.pid"))
-        .arg("-c")
-        .arg(dir.join("checkers.pid"));
-    let proc = node.ns.spawn(c).unwrap();
+    std::fs::write(dir.join("keepalived.conf"), conf).unwrap();
+    let proc = node
+        .ns
+        .spawn(keepalived_command(&node.ns, dir.path()))
+        .unwrap();
     Keepalived { proc, _dir: dir }
 }
 

@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::faults::faults;
 use super::history::{Event, HealthTimers};
 use super::schedule::Kind;
 
@@ -143,36 +144,27 @@ fn meta(h: &[Event]) -> Option<Meta> {
 fn windows(h: &[Event], violations: &mut Vec<String>) -> Vec<Window> {
     let last = h.last().map_or(0.0, Event::t);
     let mut out: Vec<Window> = Vec::new();
-    for e in h {
-        let Event::Fault {
-            t,
-            kind,
-            node,
-            phase,
-        } = e
-        else {
+    for f in faults(h) {
+        let Some(k) = Kind::parse(f.kind) else {
+            violations.push(format!("{:.2}s: unknown fault kind {:?}", f.t, f.kind));
             continue;
         };
-        let Some(k) = Kind::parse(kind) else {
-            violations.push(format!("{t:.2}s: unknown fault kind {kind:?}"));
-            continue;
-        };
-        match phase.as_str() {
+        match f.phase {
             "start" => {
                 if let Some(prev) = out.last_mut() {
-                    prev.end = prev.end.min(*t);
+                    prev.end = prev.end.min(f.t);
                 }
                 out.push(Window {
                     kind: k,
-                    node: node.clone(),
-                    start: *t,
+                    node: f.node.to_string(),
+                    start: f.t,
                     heal: f64::INFINITY,
                     end: last,
                 });
             }
             _ => match out.last_mut() {
-                Some(w) if w.kind == k && w.heal.is_infinite() => w.heal = *t,
-                _ => violations.push(format!("{t:.2}s: heal of {kind} without its start")),
+                Some(w) if w.kind == k && w.heal.is_infinite() => w.heal = f.t,
+                _ => violations.push(format!("{:.2}s: heal of {} without its start", f.t, f.kind)),
             },
         }
     }

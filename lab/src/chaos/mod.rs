@@ -3,6 +3,7 @@
 //! history afterwards, so the same invariants judge vipd and Keepalived + HAProxy and can be unit-tested on
 //! small hand-written histories; and a timeline of the history drawn as SVG.
 pub mod check;
+mod faults;
 pub mod history;
 pub mod inject;
 pub mod run;

@@ -4,6 +4,7 @@
 //! start to heal); and a row of client requests (red ticks for failures).
 use std::fmt::Write as _;
 
+use super::faults::faults;
 use super::history::Event;
 
 const COLOURS: [&str; 3] = ["#2b7bb9", "#3a9b4a", "#c08a1e"];
@@ -153,20 +154,11 @@ fn rect(s: &mut String, x1: f64, x2: f64, y: f64, st: Style) {
 
 fn draw_faults(s: &mut String, h: &[Event], x: &impl Fn(f64) -> f64, y: f64) {
     let mut open: Option<(f64, String)> = None;
-    for e in h {
-        let Event::Fault {
-            t,
-            kind,
-            node,
-            phase,
-        } = e
-        else {
-            continue;
-        };
-        if phase == "start" {
-            open = Some((*t, format!("{kind} {node}")));
+    for f in faults(h) {
+        if f.phase == "start" {
+            open = Some((f.t, format!("{} {}", f.kind, f.node)));
         } else if let Some((start, label)) = open.take() {
-            let wd = (x(*t) - x(start)).max(2.0);
+            let wd = (x(f.t) - x(start)).max(2.0);
             let _ = writeln!(
                 s,
                 r##"<rect x="{:.1}" y="{:.1}" width="{wd:.1}" height="18" fill="#7f7f7f"><title>{}</title></rect>"##,

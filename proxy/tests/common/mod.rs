@@ -138,10 +138,10 @@ impl Running {
 
 pub fn config(forwarding: Forwarding) -> ProxyConfig {
     let mut cfg = ProxyConfig::new("127.0.0.1:0".parse().unwrap());
-    cfg.connect_timeout = Duration::from_secs(2);
+    cfg.settings.connect_timeout = Duration::from_secs(2);
     // Short: tests that stop the proxy with clients still connected should not wait long.
-    cfg.drain_timeout = Duration::from_secs(1);
-    cfg.forwarding = forwarding;
+    cfg.settings.drain_timeout = Duration::from_secs(1);
+    cfg.settings.forwarding = forwarding;
     cfg
 }
 
