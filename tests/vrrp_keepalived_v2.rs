@@ -387,12 +387,13 @@ fn v2_beside_v3_keepalived_warns() {
     s.interval_cs = 100;
     s.version = "2";
     let p = start_node(n0, &s);
-    let warned = wait_for(SLACK, || {
+    // Keepalived's start-up, then two of its advertisements (the first might be a mixed router's).
+    let warned = wait_for(SLACK * 2, || {
         let doc = p.vipd.status().ok()?;
         let w = doc["warnings"].as_array()?.first()?.as_str()?.to_string();
         Some(w)
     })
-    .expect("no warning in /status");
+    .unwrap_or_else(|| panic!("no warning in /status; counters {:?}", stats(&p)));
     let ka_ip = n1.ip(false).to_string();
     for part in [
         ka_ip.as_str(),
@@ -420,6 +421,19 @@ fn v2_beside_v3_keepalived_warns() {
     assert!(
         text.contains("vipd_vrrp_v3_peer_adverts_total{vrid=\"94\"}"),
         "{text}"
+    );
+    // `vipd status` (the CLI, default admin address) shows the same warning.
+    let out = n0
+        .ns
+        .command(env!("CARGO_BIN_EXE_vipd"))
+        .arg("status")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    let line = out.lines().find(|l| l.starts_with("warning"));
+    assert!(
+        line.is_some_and(|l| l.contains("VRRPv3-only router") && l.contains(&ka_ip)),
+        "{out}"
     );
 }
 
