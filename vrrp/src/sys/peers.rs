@@ -105,10 +105,10 @@ pub(crate) struct VersionPeers {
     v2_senders: Senders,
     /// Version 3: the last VRRPv2-only router heard in our VRID.
     pub v2_peer: Option<PeerHeard>,
+    v2_peer_logged: Option<Instant>,
     /// Version 2: the last VRRPv3-only router heard in our VRID.
     pub v3_peer: Option<PeerHeard>,
-    /// The last log line about each foreign version ([`Foreign::V2`], [`Foreign::V3`]).
-    foreign_logged: [Option<Instant>; 2],
+    v3_peer_logged: Option<Instant>,
     /// Mixed: a master heard in VRRPv3 only.
     pub v3_only_master: Option<PeerHeard>,
     v3_only_logged: Option<Instant>,
@@ -163,8 +163,8 @@ impl VersionPeers {
             last_heard: now,
         });
         let (slot, logged) = match foreign {
-            Foreign::V2 => (&mut self.v2_peer, &mut self.foreign_logged[0]),
-            Foreign::V3 => (&mut self.v3_peer, &mut self.foreign_logged[1]),
+            Foreign::V2 => (&mut self.v2_peer, &mut self.v2_peer_logged),
+            Foreign::V3 => (&mut self.v3_peer, &mut self.v3_peer_logged),
         };
         *slot = heard;
         if due(logged, now) {
