@@ -808,6 +808,16 @@ fn track_weight(path: &str, v: &Value, errs: &mut FieldErrors) -> Option<Track> 
 
 fn parse_health(s: &mut Section, errs: &mut FieldErrors) -> HealthConfig {
     let mut c = HealthConfig::default();
+    parse_probe(s, errs, &mut c);
+    let timeout = parse_schedule(s, errs, &mut c);
+    parse_tls(s, errs, &mut c);
+    // Last, once the interval (given or default) is known.
+    apply_timeout(timeout, errs, &mut c);
+    c
+}
+
+/// What one check asks: `type`, `path`, `expectStatus`.
+fn parse_probe(s: &mut Section, errs: &mut FieldErrors, c: &mut HealthConfig) {
     set(
         &mut c.kind,
         s.field("type", errs, one_of(&["https", "tcp"]))
@@ -816,31 +826,43 @@ fn parse_health(s: &mut Section, errs: &mut FieldErrors) -> HealthConfig {
                 _ => HealthKind::Https,
             }),
     );
-    set(
-        &mut c.path,
-        s.field("path", errs, |p, v, errs| {
-            let path = text(p, v, errs)?;
-            if !path.starts_with('/') || path.contains(char::is_whitespace) {
-                errs.push(
-                    p,
-                    format!("{path:?} must start with '/' and contain no spaces"),
-                );
-                return None;
-            }
-            Some(path)
-        }),
-    );
+    set(&mut c.path, s.field("path", errs, health_path));
     set(
         &mut c.expect_status,
         s.field("expectStatus", errs, int(100..=599))
             .map(|n| n as u16),
     );
+}
+
+fn health_path(p: &str, v: &Value, errs: &mut FieldErrors) -> Option<String> {
+    let path = text(p, v, errs)?;
+    if !path.starts_with('/') || path.contains(char::is_whitespace) {
+        errs.push(
+            p,
+            format!("{path:?} must start with '/' and contain no spaces"),
+        );
+        return None;
+    }
+    Some(path)
+}
+
+/// A `timeout` as given (its range checked), with its path for the check against the interval.
+struct TimeoutGiven {
+    path: String,
+    value: Option<Duration>,
+}
+
+/// How often and how many: `interval`, `rise`, `fall` set; `timeout` returned, to be checked against the
+/// interval by [`apply_timeout`].
+fn parse_schedule(s: &mut Section, errs: &mut FieldErrors, c: &mut HealthConfig) -> TimeoutGiven {
     set(
         &mut c.interval,
         s.field("interval", errs, duration(ms(100)..=secs(300))),
     );
-    let timeout_path = s.path("timeout");
-    let timeout = s.field("timeout", errs, duration(ms(10)..=secs(300)));
+    let timeout = TimeoutGiven {
+        path: s.path("timeout"),
+        value: s.field("timeout", errs, duration(ms(10)..=secs(300))),
+    };
     set(
         &mut c.rise,
         s.field("rise", errs, int(1..=100)).map(|n| n as u32),
@@ -849,49 +871,70 @@ fn parse_health(s: &mut Section, errs: &mut FieldErrors) -> HealthConfig {
         &mut c.fall,
         s.field("fall", errs, int(1..=100)).map(|n| n as u32),
     );
+    timeout
+}
+
+/// How the HTTPS check trusts and identifies: `caFile`, `serverName`, `clientCert` + `clientKey`,
+/// `insecureSkipVerify`.
+fn parse_tls(s: &mut Section, errs: &mut FieldErrors, c: &mut HealthConfig) {
     set(
         &mut c.ca_file,
         s.field("caFile", errs, text).map(PathBuf::from),
     );
-    c.server_name = s.field("serverName", errs, |p, v, errs| {
-        let name = text(p, v, errs)?;
-        let ok = name.len() <= 253
-            && name.split('.').all(|label| {
-                !label.is_empty()
-                    && label.len() <= 63
-                    && label
-                        .chars()
-                        .all(|ch| ch.is_ascii_alphanumeric() || ch == '-')
-            });
-        if !ok && name.parse::<IpAddr>().is_err() {
-            errs.push(p, format!("{name:?} is not a DNS name or IP address"));
-            return None;
-        }
-        Some(name)
-    });
+    c.server_name = s.field("serverName", errs, server_name);
+    c.client_auth = client_auth(s, errs);
+    set(
+        &mut c.insecure_skip_verify,
+        s.field("insecureSkipVerify", errs, boolean),
+    );
+}
+
+fn server_name(p: &str, v: &Value, errs: &mut FieldErrors) -> Option<String> {
+    let name = text(p, v, errs)?;
+    let ok = name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '-')
+        });
+    if !ok && name.parse::<IpAddr>().is_err() {
+        errs.push(p, format!("{name:?} is not a DNS name or IP address"));
+        return None;
+    }
+    Some(name)
+}
+
+/// `clientCert` and `clientKey`: both or neither.
+fn client_auth(s: &mut Section, errs: &mut FieldErrors) -> Option<ClientAuth> {
     let cert_path = s.path("clientCert");
     let cert = s.field("clientCert", errs, text);
     let key_path = s.path("clientKey");
     let key = s.field("clientKey", errs, text);
     match (cert, key) {
-        (Some(cert), Some(key)) => {
-            c.client_auth = Some(ClientAuth {
-                cert: cert.into(),
-                key: key.into(),
-            })
+        (Some(cert), Some(key)) => Some(ClientAuth {
+            cert: cert.into(),
+            key: key.into(),
+        }),
+        (Some(_), None) => {
+            errs.push(key_path, "is required when clientCert is set");
+            None
         }
-        (Some(_), None) => errs.push(key_path, "is required when clientCert is set"),
-        (None, Some(_)) => errs.push(cert_path, "is required when clientKey is set"),
-        (None, None) => {}
+        (None, Some(_)) => {
+            errs.push(cert_path, "is required when clientKey is set");
+            None
+        }
+        (None, None) => None,
     }
-    set(
-        &mut c.insecure_skip_verify,
-        s.field("insecureSkipVerify", errs, boolean),
-    );
-    if let Some(t) = timeout {
+}
+
+/// A check must end before the next one starts: the timeout (given, or the default) within the interval.
+fn apply_timeout(timeout: TimeoutGiven, errs: &mut FieldErrors, c: &mut HealthConfig) {
+    if let Some(t) = timeout.value {
         if t > c.interval {
             errs.push(
-                timeout_path,
+                timeout.path,
                 format!(
                     "{} is longer than health.interval ({})",
                     fmt_duration(t),
@@ -903,7 +946,7 @@ fn parse_health(s: &mut Section, errs: &mut FieldErrors) -> HealthConfig {
         }
     } else if c.timeout > c.interval {
         errs.push(
-            timeout_path,
+            timeout.path,
             format!(
                 "the default {} is longer than health.interval ({}); set a shorter timeout",
                 fmt_duration(c.timeout),
@@ -911,7 +954,6 @@ fn parse_health(s: &mut Section, errs: &mut FieldErrors) -> HealthConfig {
             ),
         );
     }
-    c
 }
 
 fn parse_proxy(s: &mut Section, errs: &mut FieldErrors) -> ProxyConfig {

@@ -227,6 +227,13 @@ fn encode_vrrp_counters(
         "VRRPv2 advertisements for our VRID heard while running version 3: a router that cannot hear us",
         &[(vr(), c(&st.v2_peer_adverts))],
     )?;
+    counter(
+        enc,
+        "vipd_vrrp_v3_peer_adverts",
+        "VRRPv3 advertisements for our VRID without VRRPv2 copies, heard while running version 2: a router \
+         that cannot hear us",
+        &[(vr(), c(&st.v3_peer_adverts))],
+    )?;
 
     Ok(())
 }

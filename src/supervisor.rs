@@ -495,6 +495,7 @@ fn initial_live(
         master_advert_interval: cfg.vrrp.advert_interval,
         version: cfg.vrrp.version,
         v2_peer: None,
+        v3_peer: None,
         v3_only_master: None,
     });
     let live = Arc::new(RwLock::new(Live {
@@ -684,25 +685,43 @@ pub fn status_doc(live: &Live) -> StatusDoc {
     }
 }
 
-/// A VRRPv2 router heard this recently still counts for the `/status` warning.
+/// A router heard in the other VRRP version this recently still counts for the `/status` warning.
 const V2_PEER_WARN_FOR: Duration = Duration::from_secs(60);
 
 /// The `/status` warnings about VRRP: the virtual router split by version. As version 3, a VRRPv2 router in
-/// our VRID (it cannot hear us); as mixed, a master that sends VRRPv3 only (VRRPv2 routers cannot hear it).
+/// our VRID, and as version 2, a VRRPv3-only one (either cannot hear us); as mixed, a master that sends
+/// VRRPv3 only (VRRPv2 routers cannot hear it).
 fn vrrp_warnings(v: &vrrp::sys::VrrpStatus) -> Vec<String> {
     use vrrp::proto::Version;
     let recent = |p: Option<vrrp::sys::PeerHeard>, when: Version| {
         p.filter(|p| v.version == when && p.last_heard.elapsed() <= V2_PEER_WARN_FOR)
     };
     let mut out = Vec::new();
-    if let Some(p) = recent(v.v2_peer, Version::V3) {
-        out.push(format!(
-            "VRRPv2 router {} (priority {}) advertises our VRID, last {}s ago: it cannot hear this version-3 \
-             node, so both may hold the VIP; set vrrp.version: mixed while it runs",
-            p.src,
-            p.priority,
-            p.last_heard.elapsed().as_secs()
-        ));
+    let foreign = [
+        (
+            v.v2_peer,
+            Version::V3,
+            "VRRPv2",
+            "set vrrp.version: mixed while it runs",
+        ),
+        (
+            v.v3_peer,
+            Version::V2,
+            "VRRPv3-only",
+            "set vrrp.version: mixed (or 3 once no VRRPv2 router remains)",
+        ),
+    ];
+    for (peer, ours, theirs, fix) in foreign {
+        if let Some(p) = recent(peer, ours) {
+            out.push(format!(
+                "{theirs} router {} (priority {}) advertises our VRID, last {}s ago: it cannot hear this \
+                 version-{} node, so both may hold the VIP; {fix}",
+                p.src,
+                p.priority,
+                p.last_heard.elapsed().as_secs(),
+                ours.as_str()
+            ));
+        }
     }
     if let Some(p) = recent(v.v3_only_master, Version::Mixed) {
         out.push(format!(

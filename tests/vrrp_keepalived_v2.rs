@@ -3,7 +3,8 @@
 //! multicast and unicast. In each case vipd is master and then backup, and the VIP fails over both ways, by
 //! SIGTERM (priority 0: the backup takes over after its Skew_Time) and by kill -9 (after Master_Down_Interval);
 //! never two holders in steady state. Also: a wrong password is dropped and counted, a version-3 vipd beside a
-//! VRRPv2 Keepalived raises its warning, and a SIGHUP that changes only the version moves nothing.
+//! VRRPv2 Keepalived raises its warning (and a version-2 vipd beside a VRRPv3 Keepalived its own, while a
+//! mixed master raises none), and a SIGHUP that changes only the version moves nothing.
 //!
 //! Every case runs in its own lab with a 1 s interval (VRRPv2 counts whole seconds). The takeover times are
 //! printed (`--nocapture`) next to the RFC formulas.
@@ -369,6 +370,99 @@ fn v3_beside_v2_keepalived_warns() {
         text.contains("vipd_vrrp_v2_peer_adverts_total{vrid=\"96\"}"),
         "{text}"
     );
+}
+
+/// The mirror case, a migration rolled back half-way: vipd back on version 2 beside a Keepalived already on
+/// `vrrp_version 3`. Neither hears the other (both hold the VIP); vipd says so in the log, in
+/// `vipd_vrrp_v3_peer_adverts_total` and in the `/status` warnings, naming the sender and the fix.
+#[test]
+fn v2_beside_v3_keepalived_warns() {
+    let lab = lab("kv2w3", 2);
+    let (n0, n1) = (lab.node("n0"), lab.node("n1"));
+    let mut ka = KaSpec::v2(94, 101, VIP);
+    ka.vrrp_version = Some(3);
+    ka.master = true;
+    let _ka = keepalived(n1, &ka);
+    let mut s = NodeSpec::new(94, 100, VIP);
+    s.interval_cs = 100;
+    s.version = "2";
+    let p = start_node(n0, &s);
+    // Keepalived's start-up, then two of its advertisements (the first might be a mixed router's).
+    let warned = wait_for(SLACK * 2, || {
+        let doc = p.vipd.status().ok()?;
+        let w = doc["warnings"].as_array()?.first()?.as_str()?.to_string();
+        Some(w)
+    })
+    .unwrap_or_else(|| panic!("no warning in /status; counters {:?}", stats(&p)));
+    let ka_ip = n1.ip(false).to_string();
+    for part in [
+        ka_ip.as_str(),
+        "VRRPv3-only router",
+        "priority 101",
+        "version-2 node",
+        "vrrp.version: mixed",
+    ] {
+        assert!(warned.contains(part), "{part}: {warned}");
+    }
+    let st = stats(&p);
+    assert!(st["v3_peer_adverts"] > 0, "{st:?}");
+    assert!(st["drop_version"] > st["v3_peer_adverts"], "{st:?}");
+    let logged = p.wait_line(SLACK, |l| l.contains("VRRPv3 advertisements for our VRID"));
+    let logged = logged.expect("no warning in the log");
+    assert!(
+        logged.contains(&ka_ip) && logged.contains("vrrp.version: mixed"),
+        "{logged}"
+    );
+    // The split brain the warning is about: both hold the VIP.
+    assert!(wait_state(&p, "master", SLACK));
+    let both = wait_for(SLACK, || (holders(&[n0, n1], VIP).len() == 2).then_some(()));
+    assert!(both.is_some(), "{:?}", holders(&[n0, n1], VIP));
+    let (_, text) = p.vipd.admin_get("/metrics").unwrap();
+    assert!(
+        text.contains("vipd_vrrp_v3_peer_adverts_total{vrid=\"94\"}"),
+        "{text}"
+    );
+    // `vipd status` (the CLI, default admin address) shows the same warning.
+    let out = n0
+        .ns
+        .command(env!("CARGO_BIN_EXE_vipd"))
+        .arg("status")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    let line = out.lines().find(|l| l.starts_with("warning"));
+    assert!(
+        line.is_some_and(|l| l.contains("VRRPv3-only router") && l.contains(&ka_ip)),
+        "{out}"
+    );
+}
+
+/// A version-2 vipd hears a mixed master's VRRPv3 copies too (dropped for the version), but that master also
+/// speaks VRRPv2, so there is nothing to warn about: one holder, no count, no warning.
+#[test]
+fn v2_beside_a_mixed_master_raises_nothing() {
+    let lab = lab("kv2mix", 2);
+    let (n0, n1) = (lab.node("n0"), lab.node("n1"));
+    let spec = |prio: u8, version: &'static str| {
+        let mut s = NodeSpec::new(93, prio, VIP);
+        s.interval_cs = 100;
+        s.version = version;
+        s
+    };
+    let p0 = start_node(n0, &spec(200, "mixed"));
+    let p1 = start_node(n1, &spec(100, "2"));
+    assert!(wait_state(&p0, "master", SLACK));
+    assert!(wait_state(&p1, "backup", SLACK));
+    // Several of the master's advertisement pairs heard, in both versions.
+    let st = wait_stats(&p1, SLACK * 2, "mixed pairs heard", |s| {
+        s["adverts_received"] >= 5 && s["drop_version"] >= 5
+    });
+    assert_eq!(st["v3_peer_adverts"], 0, "{st:?}");
+    for p in [&p0, &p1] {
+        let doc = p.vipd.status().unwrap();
+        assert_eq!(doc["warnings"], serde_json::json!([]), "{doc}");
+    }
+    assert_sole_holder(&[n0, n1], VIP, "n0", SLACK, STEADY);
 }
 
 /// A cluster that moves mixed -> 3 one node at a time: each SIGHUP changes only `version`, which applies in

@@ -53,3 +53,55 @@ fn numeric_weights_and_fault_work_as_before() {
     let f = unhealthy(150, Track::Fault);
     assert_eq!((f.priority, f.fault), (Priority(150), true));
 }
+
+fn status(version: vrrp::proto::Version) -> vrrp::sys::VrrpStatus {
+    vrrp::sys::VrrpStatus {
+        state: vrrp::proto::State::Master,
+        effective_priority: Priority(100),
+        master_address: None,
+        vip_held: true,
+        transitions: 1,
+        master_advert_interval: vrrp::proto::Centis::new(100).unwrap(),
+        version,
+        v2_peer: None,
+        v3_peer: None,
+        v3_only_master: None,
+    }
+}
+
+/// Each version-split warning names the sender and the fix, and only while the version it is about runs.
+#[test]
+fn a_router_of_the_other_version_is_warned_about_while_it_matters() {
+    use vrrp::proto::Version;
+    let heard = |last: u8, ago: u64| {
+        Some(vrrp::sys::PeerHeard {
+            src: std::net::IpAddr::from([192, 0, 2, last]),
+            priority: Priority(101),
+            last_heard: std::time::Instant::now() - Duration::from_secs(ago),
+        })
+    };
+    let mut v = status(Version::V2);
+    v.v3_peer = heard(7, 3);
+    v.v2_peer = heard(8, 3);
+    let w = vrrp_warnings(&v);
+    assert_eq!(w.len(), 1, "{w:?}");
+    for part in [
+        "VRRPv3-only router 192.0.2.7",
+        "priority 101",
+        "version-2 node",
+        "vrrp.version: mixed",
+    ] {
+        assert!(w[0].contains(part), "{part}: {}", w[0]);
+    }
+    v.version = Version::V3;
+    let w = vrrp_warnings(&v);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("VRRPv2 router 192.0.2.8"), "{}", w[0]);
+    assert!(w[0].contains("version-3 node"), "{}", w[0]);
+    // Gone once the sender has been silent for longer than the warning lasts.
+    v.v2_peer = heard(8, V2_PEER_WARN_FOR.as_secs() + 5);
+    assert_eq!(vrrp_warnings(&v), Vec::<String>::new());
+    v.version = Version::Mixed;
+    v.v3_peer = heard(7, 3);
+    assert_eq!(vrrp_warnings(&v), Vec::<String>::new());
+}

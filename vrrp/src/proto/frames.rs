@@ -22,8 +22,12 @@ const BROADCAST: [u8; 6] = [0xff; 6];
 /// ff02::1 mapped to Ethernet (RFC 2464 7).
 const ALL_NODES_MAC: [u8; 6] = [0x33, 0x33, 0, 0, 0, 1];
 const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+/// The Ethernet header's EtherTypes vipd builds or reads (`sys::peer_macs` filters on the IP ones).
+pub(crate) const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_ARP: u16 = 0x0806;
-const ETHERTYPE_IPV6: u16 = 0x86dd;
+pub(crate) const ETHERTYPE_IPV6: u16 = 0x86dd;
+/// Destination MAC, source MAC, EtherType: what [`ethernet`] writes.
+pub(crate) const ETHERNET_HEADER_LEN: usize = 14;
 const IPPROTO_ICMPV6: u8 = 58;
 const ICMPV6_NA: u8 = 136;
 const NA_FLAG_OVERRIDE: u8 = 0x20;

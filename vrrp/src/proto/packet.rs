@@ -230,6 +230,23 @@ impl Ipv4Header {
     }
 }
 
+/// The receive checks VRRPv2 and VRRPv3 share, in this order: the fixed header is there, its version is
+/// `version`, its type is an advertisement.
+pub(super) fn check_header(bytes: &[u8], version: u8) -> Result<(), DecodeError> {
+    if bytes.len() < HEADER_LEN {
+        return Err(DecodeError::Truncated);
+    }
+    let found = bytes[0] >> 4;
+    if found != version {
+        return Err(DecodeError::Version(found));
+    }
+    let kind = bytes[0] & 0x0f;
+    if kind != TYPE_ADVERTISEMENT {
+        return Err(DecodeError::Type(kind));
+    }
+    Ok(())
+}
+
 impl Advertisement {
     /// Decode the VRRP message (the IP payload; trailing Ethernet padding allowed). `src` and `dst` are the IP
     /// header's addresses, for the pseudo-header checksum.
@@ -244,17 +261,7 @@ impl Advertisement {
         src: IpAddr,
         dst: IpAddr,
     ) -> Result<(Self, ChecksumMode), DecodeError> {
-        if bytes.len() < HEADER_LEN {
-            return Err(DecodeError::Truncated);
-        }
-        let version = bytes[0] >> 4;
-        if version != VERSION {
-            return Err(DecodeError::Version(version));
-        }
-        let kind = bytes[0] & 0x0f;
-        if kind != TYPE_ADVERTISEMENT {
-            return Err(DecodeError::Type(kind));
-        }
+        check_header(bytes, VERSION)?;
         let addr_len = match (src, dst) {
             (IpAddr::V4(_), IpAddr::V4(_)) => 4,
             (IpAddr::V6(_), IpAddr::V6(_)) => 16,

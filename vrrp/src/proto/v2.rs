@@ -28,7 +28,9 @@
 //! protocol-112 socket and is refused by configuration.
 use std::net::{IpAddr, Ipv4Addr};
 
-use super::packet::{checksum, Advertisement, DecodeError, HEADER_LEN, TYPE_ADVERTISEMENT};
+use super::packet::{
+    check_header, checksum, Advertisement, DecodeError, HEADER_LEN, TYPE_ADVERTISEMENT,
+};
 use super::types::{Centis, Priority, Vrid};
 
 /// The VRRP version of this codec.
@@ -132,17 +134,7 @@ impl AdvertisementV2 {
     /// checked separately ([`check_auth`](Self::check_auth)), so a router that does not speak v2 can still
     /// tell whose advertisement it heard.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        if bytes.len() < HEADER_LEN {
-            return Err(DecodeError::Truncated);
-        }
-        let version = bytes[0] >> 4;
-        if version != VERSION {
-            return Err(DecodeError::Version(version));
-        }
-        let kind = bytes[0] & 0x0f;
-        if kind != TYPE_ADVERTISEMENT {
-            return Err(DecodeError::Type(kind));
-        }
+        check_header(bytes, VERSION)?;
         let count = usize::from(bytes[3]);
         if count == 0 {
             return Err(DecodeError::NoAddresses);

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::announce::AnnounceSocket;
 use super::netlink::{Net, NetState};
 use super::peer_macs::PeerMacs;
-use super::peers::VersionPeers;
+use super::peers::{Foreign, VersionPeers};
 use super::socket::{Received, VrrpSocket, GROUP_V4, GROUP_V6};
 use super::{Control, DropReason, InstanceConfig, VrrpStats, VrrpStatus};
 use crate::proto::packet::check_hop_limit;
@@ -170,9 +170,6 @@ impl Driver {
                 Input::Advert { src, advert }
             }),
         };
-        if let Ok(Input::AdvertV2 { .. }) = &accepted {
-            self.peers.heard_v2(src);
-        }
         match accepted {
             Ok(input) => {
                 self.stats.adverts_received.fetch_add(1, Ordering::Relaxed);
@@ -212,16 +209,16 @@ impl Driver {
         }
     }
 
-    /// A VRRPv3 advertisement: source, codec, VRID and family checks; refused as a version mismatch when this
-    /// router speaks VRRPv2 only.
-    fn accept(&self, rx: &Received, payload: &[u8]) -> Result<Advertisement, DecodeError> {
+    /// A VRRPv3 advertisement: source, codec, VRID and family checks. Running version 2, one for our VRID
+    /// is foreign ([`Self::foreign`]).
+    fn accept(&mut self, rx: &Received, payload: &[u8]) -> Result<Advertisement, DecodeError> {
         self.check_source(rx)?;
         let advert = Advertisement::decode(payload, rx.src, rx.dst)?;
         if advert.vrid != self.cfg.vrid {
             return Err(DecodeError::UnknownVrid(advert.vrid.get()));
         }
         if self.cfg.version == Version::V2 {
-            return Err(DecodeError::Version(3));
+            return Err(self.foreign(Foreign::V3, rx.src, advert.priority));
         }
         if advert
             .addresses
@@ -233,8 +230,8 @@ impl Driver {
         Ok(advert)
     }
 
-    /// A VRRPv2 advertisement (RFC 3768 7.1). Running version 3, one for our VRID is a router that cannot
-    /// hear us: noted for the warning, then dropped as a version mismatch.
+    /// A VRRPv2 advertisement (RFC 3768 7.1). Running version 3, one for our VRID is foreign
+    /// ([`Self::foreign`]).
     fn accept_v2(&mut self, rx: &Received, payload: &[u8]) -> Result<Advertisement, DecodeError> {
         self.check_source(rx)?;
         let advert = AdvertisementV2::decode(payload)?;
@@ -242,12 +239,10 @@ impl Driver {
             return Err(DecodeError::UnknownVrid(advert.vrid.get()));
         }
         if self.cfg.version == Version::V3 {
-            let (window, vrid, stats) = (self.sender_window(), self.cfg.vrid, &self.stats);
-            let count = || stats.v2_peer_adverts.fetch_add(1, Ordering::Relaxed) + 1;
-            self.peers
-                .heard_v2_while_v3(rx.src, advert.priority, window, vrid, count);
-            return Err(DecodeError::Version(v2::VERSION));
+            return Err(self.foreign(Foreign::V2, rx.src, advert.priority));
         }
+        // The sender speaks VRRPv2 even if its password or interval is refused below.
+        self.peers.heard_v2(rx.src, self.sender_window());
         advert.check_auth(&self.cfg.auth)?;
         if self.cfg.version == Version::V2
             && self.cfg.advert_interval.whole_secs() != Some(advert.adver_int)
@@ -255,6 +250,20 @@ impl Driver {
             return Err(DecodeError::Interval(advert.adver_int));
         }
         Ok(advert.to_advert())
+    }
+
+    /// An advertisement for our VRID in the version this router does not run: a router that cannot hear us
+    /// unless it is mixed, noted for the warning and counted; dropped as a version mismatch.
+    fn foreign(&mut self, foreign: Foreign, src: IpAddr, priority: Priority) -> DecodeError {
+        let (window, vrid) = (self.sender_window(), self.cfg.vrid);
+        let counter = match foreign {
+            Foreign::V2 => &self.stats.v2_peer_adverts,
+            Foreign::V3 => &self.stats.v3_peer_adverts,
+        };
+        let count = || counter.fetch_add(1, Ordering::Relaxed) + 1;
+        self.peers
+            .heard_foreign(foreign, src, priority, window, vrid, count);
+        DecodeError::Version(foreign.number())
     }
 
     /// How long a sender counts as heard: a Master_Down_Interval plus a second for scheduling.
@@ -271,8 +280,7 @@ impl Driver {
             auth_changed = auth != self.cfg.auth, "VRRP version / authentication changed in place");
         self.cfg.version = version;
         self.cfg.auth = auth;
-        self.peers
-            .version_changed(version == Version::V3, version == Version::Mixed);
+        self.peers.version_changed(version);
         self.router
             .handle(Instant::now(), Input::SetVersion(version));
     }
@@ -469,6 +477,7 @@ impl Driver {
             master_advert_interval: self.router.master_advert_interval(),
             version: self.cfg.version,
             v2_peer: self.peers.v2_peer,
+            v3_peer: self.peers.v3_peer,
             v3_only_master: self.peers.v3_only_master,
         };
         self.status_tx.send_if_modified(|old| {

@@ -48,8 +48,9 @@ pub struct InstanceConfig {
 }
 
 /// A router whose advertisements say the virtual router is split by version: a VRRPv2 router heard while we
-/// speak VRRPv3 only (it cannot hear us, so it is most likely master too), or, in mixed mode, a master that
-/// sends VRRPv3 without VRRPv2 copies (VRRPv2 routers cannot hear it).
+/// speak VRRPv3 only, or a VRRPv3-only router heard while we speak VRRPv2 only (either cannot hear us, so it
+/// is most likely master too), or, in mixed mode, a master that sends VRRPv3 without VRRPv2 copies (VRRPv2
+/// routers cannot hear it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PeerHeard {
     pub src: IpAddr,
@@ -71,6 +72,8 @@ pub struct VrrpStatus {
     pub version: Version,
     /// Version 3 only: the last VRRPv2 router heard in our VRID (see [`PeerHeard`]).
     pub v2_peer: Option<PeerHeard>,
+    /// Version 2 only: the last VRRPv3 router heard in our VRID that sends no VRRPv2 copies.
+    pub v3_peer: Option<PeerHeard>,
     /// Mixed only: a master heard in VRRPv3 for a Master_Down_Interval without a VRRPv2 copy (RFC 5798 8.4.2
     /// allows reporting it: the two do not agree on supporting VRRPv2).
     pub v3_only_master: Option<PeerHeard>,
@@ -186,6 +189,9 @@ pub struct VrrpStats {
     pub send_errors: AtomicU64,
     /// VRRPv2 advertisements for our VRID heard while running version 3 (also counted as `version` drops).
     pub v2_peer_adverts: AtomicU64,
+    /// VRRPv3 advertisements for our VRID from a router without VRRPv2 copies, heard while running version 2
+    /// (also counted as `version` drops).
+    pub v3_peer_adverts: AtomicU64,
     drops: [AtomicU64; DropReason::ALL.len()],
 }
 
@@ -456,6 +462,7 @@ fn spawn_driver(
         master_advert_interval: cfg.advert_interval,
         version: cfg.version,
         v2_peer: None,
+        v3_peer: None,
         v3_only_master: None,
     };
     let (status_tx, status) = watch::channel(status0);

@@ -14,10 +14,8 @@ use socket2::{Domain, Protocol, SockAddr, SockAddrStorage, SockFilter, Socket, T
 use tokio::io::unix::AsyncFd;
 
 use super::socket::VRRP_PROTO;
+use crate::proto::frames::{ETHERNET_HEADER_LEN, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
 
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
-const ETH_HLEN: usize = 14;
 /// Bytes of each frame copied to the socket: Ethernet header plus an IPv6 header's source address.
 const SNAP: u32 = 64;
 /// Peers remembered at most (a VRID has a handful; a LAN full of forged sources must not grow the map).
@@ -37,7 +35,7 @@ pub(crate) struct PeerMacs {
 
 impl PeerMacs {
     pub fn open(ifindex: u32, v6: bool) -> io::Result<Self> {
-        let ethertype = if v6 { ETH_P_IPV6 } else { ETH_P_IP };
+        let ethertype = if v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 };
         let proto = Protocol::from(i32::from(ethertype.to_be()));
         let sock = Socket::new(Domain::PACKET, Type::RAW, Some(proto))?;
         // Attach the filter before binding to the interface, so no unfiltered frame is ever queued.
@@ -79,7 +77,11 @@ impl PeerMacs {
 
 /// Accept (the first [`SNAP`] bytes of) frames whose IP protocol / next header is VRRP, drop the rest.
 fn vrrp_filter(v6: bool) -> [SockFilter; 4] {
-    let proto_at = if v6 { ETH_HLEN + 6 } else { ETH_HLEN + 9 } as u32;
+    let proto_at = if v6 {
+        ETHERNET_HEADER_LEN + 6
+    } else {
+        ETHERNET_HEADER_LEN + 9
+    } as u32;
     [
         SockFilter::new(BPF_LD_B_ABS, 0, 0, proto_at),
         SockFilter::new(BPF_JEQ_K, 0, 1, VRRP_PROTO as u32),
@@ -92,10 +94,16 @@ fn vrrp_filter(v6: bool) -> [SockFilter; 4] {
 fn parse(frame: &[u8], v6: bool) -> Option<(IpAddr, [u8; 6])> {
     let mac: [u8; 6] = frame.get(6..12)?.try_into().ok()?;
     let ip = if v6 {
-        let b: [u8; 16] = frame.get(ETH_HLEN + 8..ETH_HLEN + 24)?.try_into().ok()?;
+        let b: [u8; 16] = frame
+            .get(ETHERNET_HEADER_LEN + 8..ETHERNET_HEADER_LEN + 24)?
+            .try_into()
+            .ok()?;
         IpAddr::V6(Ipv6Addr::from(b))
     } else {
-        let b: [u8; 4] = frame.get(ETH_HLEN + 12..ETH_HLEN + 16)?.try_into().ok()?;
+        let b: [u8; 4] = frame
+            .get(ETHERNET_HEADER_LEN + 12..ETHERNET_HEADER_LEN + 16)?
+            .try_into()
+            .ok()?;
         IpAddr::V4(Ipv4Addr::from(b))
     };
     Some((ip, mac))
@@ -125,7 +133,7 @@ mod tests {
     fn parses_the_sender_of_an_ipv4_vrrp_frame() {
         let mut f = vec![0u8; 14 + 20 + 8];
         f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 0x11]);
-        f[12..14].copy_from_slice(&ETH_P_IP.to_be_bytes());
+        f[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
         f[14] = 0x45;
         f[23] = 112;
         f[26..30].copy_from_slice(&[192, 0, 2, 11]);

@@ -1,37 +1,123 @@
 //! Who speaks which VRRP version on the link, for the warnings about a virtual router split by version: a
-//! VRRPv2 router heard while we run version 3 (it cannot hear us), and in mixed mode a master that sends
-//! VRRPv3 without VRRPv2 copies (VRRPv2 routers cannot hear it; RFC 5798 8.4.2's optional report).
+//! router heard in the version we do not run, VRRPv2 while we run version 3 or VRRPv3 while we run version 2
+//! (it cannot hear us), and in mixed mode a master that sends VRRPv3 without VRRPv2 copies (VRRPv2 routers
+//! cannot hear it; RFC 5798 8.4.2's optional report).
 //!
 //! Only masters send, so a handful of senders is all there is to remember; each list is bounded.
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use super::PeerHeard;
-use crate::proto::{Priority, Vrid};
+use crate::proto::{Priority, Version, Vrid};
 
 /// At most this many recent senders are remembered per version.
 const SENDERS_MAX: usize = 8;
 /// At most one log line per warning per this period.
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
+/// The version of an advertisement this router does not run: its sender cannot hear us unless it is a mixed
+/// router that also sends our version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Foreign {
+    /// Heard while running version 3.
+    V2,
+    /// Heard while running version 2.
+    V3,
+}
+
+impl Foreign {
+    /// The version number on the wire.
+    pub fn number(self) -> u8 {
+        match self {
+            Foreign::V2 => 2,
+            Foreign::V3 => 3,
+        }
+    }
+
+    /// The version this router runs when it hears `self` as foreign.
+    fn ours(self) -> u8 {
+        match self {
+            Foreign::V2 => 3,
+            Foreign::V3 => 2,
+        }
+    }
+
+    /// What the operator should do, for the log line.
+    fn fix(self) -> &'static str {
+        match self {
+            Foreign::V2 => "set vrrp.version: mixed while VRRPv2 routers remain",
+            Foreign::V3 => "set vrrp.version: mixed (or 3 once no VRRPv2 router remains)",
+        }
+    }
+}
+
+/// One sender of one version: when it was first heard (since its last silence longer than a window) and
+/// last heard.
+#[derive(Debug)]
+struct Sender {
+    addr: IpAddr,
+    first: Instant,
+    last: Instant,
+}
+
+/// The recent senders of one version, at most [`SENDERS_MAX`].
+#[derive(Debug, Default)]
+struct Senders(Vec<Sender>);
+
+impl Senders {
+    /// `src` heard at `now`. Returns when it was first heard (a sender silent for longer than `window`
+    /// starts afresh) and whether it had been heard within `window` before.
+    fn note(&mut self, src: IpAddr, window: Duration, now: Instant) -> (Instant, bool) {
+        let prev = self
+            .0
+            .iter()
+            .position(|s| s.addr == src)
+            .map(|i| self.0.remove(i));
+        let recent = prev
+            .as_ref()
+            .is_some_and(|s| now.duration_since(s.last) < window);
+        let first = match prev {
+            Some(s) if recent => s.first,
+            _ => now,
+        };
+        if self.0.len() >= SENDERS_MAX {
+            self.0.remove(0);
+        }
+        self.0.push(Sender {
+            addr: src,
+            first,
+            last: now,
+        });
+        (first, recent)
+    }
+
+    /// Whether `src` was heard within `window`.
+    fn recent(&self, src: IpAddr, window: Duration) -> bool {
+        self.0
+            .iter()
+            .any(|s| s.addr == src && s.last.elapsed() < window)
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct VersionPeers {
-    /// VRRPv3 senders: (sender, first heard, last heard).
-    v3_senders: Vec<(IpAddr, Instant, Instant)>,
-    /// VRRPv2 senders: (sender, last heard).
-    v2_senders: Vec<(IpAddr, Instant)>,
+    v3_senders: Senders,
+    v2_senders: Senders,
     /// Version 3: the last VRRPv2-only router heard in our VRID.
     pub v2_peer: Option<PeerHeard>,
     v2_peer_logged: Option<Instant>,
+    /// Version 2: the last VRRPv3-only router heard in our VRID.
+    pub v3_peer: Option<PeerHeard>,
+    v3_peer_logged: Option<Instant>,
     /// Mixed: a master heard in VRRPv3 only.
     pub v3_only_master: Option<PeerHeard>,
     v3_only_logged: Option<Instant>,
 }
 
 impl VersionPeers {
-    /// A VRRPv3 advertisement from `src`. `window` is how long a sender counts as heard (a
-    /// Master_Down_Interval and some slack); with `mixed`, a master heard that long in VRRPv3 without a
-    /// VRRPv2 copy is reported.
+    /// A VRRPv3 advertisement from `src` that the router accepts (version 3 or mixed). `window` is how long
+    /// a sender counts as heard (a Master_Down_Interval and some slack); with `mixed`, a master heard that
+    /// long in VRRPv3 without a VRRPv2 copy is reported.
     pub fn heard_v3(
         &mut self,
         src: IpAddr,
@@ -41,68 +127,71 @@ impl VersionPeers {
         vrid: Vrid,
     ) {
         let now = Instant::now();
-        let first = match self.v3_senders.iter().position(|(a, _, _)| *a == src) {
-            Some(i) => {
-                let (_, first, last) = self.v3_senders.remove(i);
-                // A sender silent for longer than the window starts afresh.
-                if now.duration_since(last) < window {
-                    first
-                } else {
-                    now
-                }
-            }
-            None => now,
-        };
-        if self.v3_senders.len() >= SENDERS_MAX {
-            self.v3_senders.remove(0);
-        }
-        self.v3_senders.push((src, first, now));
+        let (first, _) = self.v3_senders.note(src, window, now);
         if mixed && priority != Priority::LEAVING {
             let long_enough = now.duration_since(first) >= window;
             self.check_v3_only(src, priority, window, long_enough, vrid);
         }
     }
 
-    /// A VRRPv2 advertisement from `src` that the router accepts (mixed or version 2).
-    pub fn heard_v2(&mut self, src: IpAddr) {
-        self.v2_senders.retain(|(a, _)| *a != src);
-        if self.v2_senders.len() >= SENDERS_MAX {
-            self.v2_senders.remove(0);
-        }
-        self.v2_senders.push((src, Instant::now()));
+    /// A VRRPv2 advertisement from `src` for our VRID, heard while running mixed or version 2 (whether or
+    /// not its password and interval then pass: either way the sender speaks VRRPv2).
+    pub fn heard_v2(&mut self, src: IpAddr, window: Duration) {
+        self.v2_senders.note(src, window, Instant::now());
     }
 
-    /// Version 3: a VRRPv2 advertisement for our VRID. From a router that also sends VRRPv3 (a mixed one)
-    /// it is a second copy; otherwise the sender cannot hear us: remembered and logged. True when it is the
-    /// latter, to be counted.
-    pub fn heard_v2_while_v3(
+    /// An advertisement for our VRID in the version we do not run (VRRPv2 while version 3, VRRPv3 while
+    /// version 2). From a mixed router, which also sends our version, it is a second copy; otherwise the
+    /// sender cannot hear us: remembered and logged. True when it is the latter, to be counted.
+    pub fn heard_foreign(
         &mut self,
+        foreign: Foreign,
         src: IpAddr,
         priority: Priority,
         window: Duration,
         vrid: Vrid,
         total: impl FnOnce() -> u64,
     ) -> bool {
-        let mixed_sender = self
-            .v3_senders
-            .iter()
-            .any(|(a, _, t)| *a == src && t.elapsed() < window);
-        if mixed_sender {
+        let now = Instant::now();
+        if self.is_mixed_sender(foreign, src, window, now) {
             return false;
         }
-        let now = Instant::now();
         let total = total();
-        self.v2_peer = Some(PeerHeard {
+        let heard = Some(PeerHeard {
             src,
             priority,
             last_heard: now,
         });
-        if due(&mut self.v2_peer_logged, now) {
+        let (slot, logged) = match foreign {
+            Foreign::V2 => (&mut self.v2_peer, &mut self.v2_peer_logged),
+            Foreign::V3 => (&mut self.v3_peer, &mut self.v3_peer_logged),
+        };
+        *slot = heard;
+        if due(logged, now) {
             tracing::warn!(%src, %vrid, %priority, total,
-                "VRRPv2 advertisements for our VRID: that router cannot hear this version-3 node, so both are \
-                 likely master; set vrrp.version: mixed while VRRPv2 routers remain");
+                "VRRPv{} advertisements for our VRID: that router cannot hear this version-{} node, so both are \
+                 likely master; {}", foreign.number(), foreign.ours(), foreign.fix());
         }
         true
+    }
+
+    /// Whether `src`, heard in the `foreign` version, also sends ours (a mixed router). A mixed router sends
+    /// its VRRPv3 copy just before its VRRPv2 one, so running version 2 a VRRPv3 sender counts as mixed until
+    /// its second advertisement, by when its first VRRPv2 copy has arrived.
+    fn is_mixed_sender(
+        &mut self,
+        foreign: Foreign,
+        src: IpAddr,
+        window: Duration,
+        now: Instant,
+    ) -> bool {
+        match foreign {
+            Foreign::V2 => self.v3_senders.recent(src, window),
+            Foreign::V3 => {
+                let (_, heard_before) = self.v3_senders.note(src, window, now);
+                !heard_before || self.v2_senders.recent(src, window)
+            }
+        }
     }
 
     /// Mixed, RFC 5798 8.4.2: a master heard in VRRPv3 for a whole window without a VRRPv2 copy runs version
@@ -115,11 +204,7 @@ impl VersionPeers {
         long_enough: bool,
         vrid: Vrid,
     ) {
-        let has_v2 = self
-            .v2_senders
-            .iter()
-            .any(|(a, t)| *a == src && t.elapsed() < window);
-        if has_v2 {
+        if self.v2_senders.recent(src, window) {
             if self.v3_only_master.is_some_and(|p| p.src == src) {
                 self.v3_only_master = None;
             }
@@ -142,11 +227,14 @@ impl VersionPeers {
     }
 
     /// The version changed in place: warnings that no longer apply go.
-    pub fn version_changed(&mut self, v3: bool, mixed: bool) {
-        if !v3 {
+    pub fn version_changed(&mut self, version: Version) {
+        if version != Version::V3 {
             self.v2_peer = None;
         }
-        if !mixed {
+        if version != Version::V2 {
+            self.v3_peer = None;
+        }
+        if version != Version::Mixed {
             self.v3_only_master = None;
         }
     }
@@ -175,19 +263,92 @@ mod tests {
         Vrid::new(51).unwrap()
     }
 
+    fn v2(p: &mut VersionPeers, from: u8, priority: u8, window: Duration) -> bool {
+        p.heard_foreign(
+            Foreign::V2,
+            ip(from),
+            Priority(priority),
+            window,
+            vrid(),
+            || 1,
+        )
+    }
+
+    fn v3(p: &mut VersionPeers, from: u8, priority: u8, window: Duration) -> bool {
+        p.heard_foreign(
+            Foreign::V3,
+            ip(from),
+            Priority(priority),
+            window,
+            vrid(),
+            || 1,
+        )
+    }
+
     #[test]
     fn a_mixed_routers_v2_copies_are_no_v2_peer() {
         let mut p = VersionPeers::default();
         p.heard_v3(ip(2), Priority(200), HOUR, false, vrid());
-        assert!(!p.heard_v2_while_v3(ip(2), Priority(200), HOUR, vrid(), || 1));
+        assert!(!v2(&mut p, 2, 200, HOUR));
         assert_eq!(p.v2_peer, None);
-        assert!(p.heard_v2_while_v3(ip(3), Priority(101), HOUR, vrid(), || 1));
+        assert!(v2(&mut p, 3, 101, HOUR));
         assert_eq!(
             p.v2_peer.map(|x| (x.src, x.priority)),
             Some((ip(3), Priority(101)))
         );
-        p.version_changed(false, true);
+        p.version_changed(Version::Mixed);
         assert_eq!(p.v2_peer, None);
+    }
+
+    /// Running version 2, in the order routers send: a mixed router's VRRPv3 copy comes just before its
+    /// VRRPv2 one, a version-3 router's alone.
+    #[test]
+    fn a_mixed_routers_v3_copies_are_no_v3_peer() {
+        let mut p = VersionPeers::default();
+        for _ in 0..3 {
+            assert!(!v3(&mut p, 2, 200, HOUR));
+            p.heard_v2(ip(2), HOUR);
+        }
+        assert_eq!(p.v3_peer, None);
+        // A VRRPv3-only router: its first advertisement might still be a mixed router's, the second is not.
+        assert!(!v3(&mut p, 3, 101, HOUR));
+        assert_eq!(p.v3_peer, None);
+        assert!(v3(&mut p, 3, 101, HOUR));
+        assert_eq!(
+            p.v3_peer.map(|x| (x.src, x.priority)),
+            Some((ip(3), Priority(101)))
+        );
+        // Nor does a VRRPv2 copy from long ago (outside the window) make a router mixed.
+        let window = Duration::from_millis(200);
+        p.heard_v2(ip(4), window);
+        std::thread::sleep(window + Duration::from_millis(50));
+        assert!(!v3(&mut p, 4, 150, window));
+        assert!(v3(&mut p, 4, 150, window));
+        assert_eq!(p.v3_peer.map(|x| x.src), Some(ip(4)));
+        // Each warning goes with its version; the other version's stays.
+        p.version_changed(Version::V3);
+        assert_eq!(p.v3_peer, None);
+        assert!(v2(&mut p, 5, 100, HOUR));
+        p.version_changed(Version::V2);
+        assert_eq!(p.v2_peer, None);
+    }
+
+    #[test]
+    fn only_the_foreign_routers_that_cannot_hear_us_are_counted() {
+        let mut p = VersionPeers::default();
+        let mut counted = 0;
+        let mut count = |p: &mut VersionPeers, f: Foreign, from: u8| {
+            p.heard_foreign(f, ip(from), Priority(100), HOUR, vrid(), || {
+                counted += 1;
+                counted
+            })
+        };
+        p.heard_v3(ip(2), Priority(100), HOUR, false, vrid());
+        count(&mut p, Foreign::V2, 2);
+        count(&mut p, Foreign::V2, 3);
+        count(&mut p, Foreign::V3, 4);
+        count(&mut p, Foreign::V3, 4);
+        assert_eq!(counted, 2);
     }
 
     #[test]
@@ -196,7 +357,7 @@ mod tests {
         // Heard for a whole (here: zero) window without a VRRPv2 copy.
         p.heard_v3(ip(2), Priority(200), Duration::ZERO, true, vrid());
         assert_eq!(p.v3_only_master.map(|x| x.src), Some(ip(2)));
-        p.heard_v2(ip(2));
+        p.heard_v2(ip(2), HOUR);
         p.heard_v3(ip(2), Priority(200), HOUR, true, vrid());
         assert_eq!(p.v3_only_master, None);
         // Not before a whole window has passed, nor outside mixed mode, nor for priority 0.
@@ -212,9 +373,10 @@ mod tests {
         let mut p = VersionPeers::default();
         for i in 0..50 {
             p.heard_v3(ip(i), Priority(100), HOUR, false, vrid());
-            p.heard_v2(ip(i));
+            p.heard_v2(ip(i), HOUR);
+            v3(&mut p, i, 100, HOUR);
         }
-        assert_eq!(p.v3_senders.len(), SENDERS_MAX);
-        assert_eq!(p.v2_senders.len(), SENDERS_MAX);
+        assert_eq!(p.v3_senders.0.len(), SENDERS_MAX);
+        assert_eq!(p.v2_senders.0.len(), SENDERS_MAX);
     }
 }
