@@ -422,3 +422,19 @@ pub fn lab(tag: &str, n: usize) -> Lab {
     lab.add_node("client").unwrap();
     lab
 }
+
+/// The first `N` nodes of a [`lab`] (n0..) and its client.
+pub fn lab_nodes<const N: usize>(lab: &Lab) -> ([&Node; N], &Node) {
+    let nodes = std::array::from_fn(|i| lab.node(&format!("n{i}")));
+    (nodes, lab.node("client"))
+}
+
+/// `vipd run` on each node for VRID `vrid` and `vip`, with the priority at the node's index.
+pub fn start_nodes<const N: usize>(
+    nodes: &[&Node; N],
+    vrid: u8,
+    priorities: [u8; N],
+    vip: IpAddr,
+) -> [NodeProc; N] {
+    std::array::from_fn(|i| start_node(nodes[i], &NodeSpec::new(vrid, priorities[i], vip)))
+}
