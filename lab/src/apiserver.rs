@@ -896,6 +896,21 @@ pub struct FakeProcess {
 }
 
 impl FakeProcess {
+    /// The arguments for serving TLS with `cert` on `listen` under `name`; push more flags (`--control`,
+    /// `--watch-interval-ms`) before spawning.
+    pub fn tls_args(listen: SocketAddr, cert: &CertFiles, name: &str) -> Vec<std::ffi::OsString> {
+        vec![
+            "--listen".into(),
+            listen.to_string().into(),
+            "--cert".into(),
+            cert.cert.clone().into(),
+            "--key".into(),
+            cert.key.clone().into(),
+            "--name".into(),
+            name.into(),
+        ]
+    }
+
     /// Spawns [`fake_apiserver_bin`] with `args` and waits for it to print its addresses.
     pub fn spawn<I, S>(args: I) -> io::Result<Self>
     where
