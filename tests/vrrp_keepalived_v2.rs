@@ -144,11 +144,7 @@ fn interop(case: Case) {
     // 1. vipd 200 master, Keepalived 100 backup.
     let mut ka = keepalived(n1, &ka_spec);
     let mut p = start_node(n0, &vipd_spec);
-    assert!(
-        wait_state(&p, "master", SLACK),
-        "vipd not master: {:?}",
-        p.lines()
-    );
+    assert_reaches(&p, "master", SLACK, "vipd not master");
     assert_sole_holder(&nodes, VIP, "n0", SLACK, STEADY);
     let backup_seen = wait_for(SLACK, || {
         ka.proc
@@ -171,11 +167,7 @@ fn interop(case: Case) {
 
     // 3. vipd back: it preempts. 4. kill -9: Keepalived takes over after Master_Down_Interval.
     let mut p = start_node(n0, &vipd_spec);
-    assert!(
-        wait_state(&p, "master", SLACK),
-        "vipd did not preempt: {:?}",
-        p.lines()
-    );
+    assert_reaches(&p, "master", SLACK, "vipd did not preempt");
     assert_sole_holder(&nodes, VIP, "n0", SLACK, STEADY);
     let st = stats(&p);
     assert!(
@@ -197,7 +189,7 @@ fn interop(case: Case) {
     let mut low = vipd_spec.clone();
     low.priority = 50;
     let p = start_node(n0, &low);
-    assert!(wait_state(&p, "backup", SLACK), "{:?}", p.lines());
+    assert_reaches(&p, "backup", SLACK, "vipd not backup");
     assert_sole_holder(&nodes, VIP, "n1", SLACK, STEADY);
     assert_eq!(state(&p).as_deref(), Some("backup"));
     let st = stats(&p);

@@ -144,6 +144,12 @@ pub fn wait_state(p: &NodeProc, want: &str, timeout: Duration) -> bool {
     p.vipd.wait_state(want, timeout).is_some()
 }
 
+/// `p` reaches `want` within `timeout`; else fails with `what` and the node's log.
+#[track_caller]
+pub fn assert_reaches(p: &NodeProc, want: &str, timeout: Duration, what: &str) {
+    assert!(wait_state(p, want, timeout), "{what}: {:?}", p.lines());
+}
+
 /// The node's VRRP counters from `/metrics`: `vipd_vrrp_<name>_total` as `<name>`, and
 /// `vipd_vrrp_packets_dropped_total{reason="<r>"}` as `drop_<r>`.
 pub fn stats(p: &NodeProc) -> HashMap<String, u64> {
