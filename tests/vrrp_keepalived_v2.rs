@@ -101,10 +101,24 @@ struct Case {
     pass: Option<&'static str>,
 }
 
-fn specs(case: Case, n0: &Node, n1: &Node) -> (NodeSpec, KaSpec) {
-    let mut s = NodeSpec::new(case.vrid, 200, VIP);
+/// vipd for `vrid` at `prio` in `version`, advertising every second as Keepalived's VRRPv2 does.
+fn one_second(vrid: u8, prio: u8, version: &'static str) -> NodeSpec {
+    let mut s = NodeSpec::new(vrid, prio, VIP);
     s.interval_cs = 100;
-    s.version = case.version;
+    s.version = version;
+    s
+}
+
+/// A VRRPv2 Keepalived on `node` that starts as master, with `auth_pass`.
+fn keepalived_master(node: &Node, vrid: u8, prio: u8, auth_pass: &'static str) -> Keepalived {
+    let mut ka = KaSpec::v2(vrid, prio, VIP);
+    ka.auth_pass = Some(auth_pass);
+    ka.master = true;
+    keepalived(node, &ka)
+}
+
+fn specs(case: Case, n0: &Node, n1: &Node) -> (NodeSpec, KaSpec) {
+    let mut s = one_second(case.vrid, 200, case.version);
     s.auth_pass = case.pass;
     let mut k = KaSpec::v2(case.vrid, 100, VIP);
     k.auth_pass = case.pass;
@@ -283,13 +297,8 @@ fn mixed_unicast_pass() {
 fn wrong_password_is_dropped_and_counted() {
     let lab = lab("kv2pw", 2);
     let (n0, n1) = (lab.node("n0"), lab.node("n1"));
-    let mut ka = KaSpec::v2(95, 150, VIP);
-    ka.auth_pass = Some("right");
-    ka.master = true;
-    let ka = keepalived(n1, &ka);
-    let mut s = NodeSpec::new(95, 100, VIP);
-    s.interval_cs = 100;
-    s.version = "2";
+    let ka = keepalived_master(n1, 95, 150, "right");
+    let mut s = one_second(95, 100, "2");
     s.auth_pass = Some("wrong");
     let p = start_node(n0, &s);
     // Keepalived starts as backup and sends only once master, after its own down interval.
@@ -328,13 +337,8 @@ fn wrong_password_is_dropped_and_counted() {
 fn v3_beside_v2_keepalived_warns() {
     let lab = lab("kv3w", 2);
     let (n0, n1) = (lab.node("n0"), lab.node("n1"));
-    let mut ka = KaSpec::v2(96, 101, VIP);
-    ka.auth_pass = Some("42");
-    ka.master = true;
-    let _ka = keepalived(n1, &ka);
-    let mut s = NodeSpec::new(96, 100, VIP);
-    s.interval_cs = 100;
-    let p = start_node(n0, &s);
+    let _ka = keepalived_master(n1, 96, 101, "42");
+    let p = start_node(n0, &one_second(96, 100, "3"));
     let warned = wait_for(SLACK, || {
         let doc = p.vipd.status().ok()?;
         let w = doc["warnings"].as_array()?.first()?.as_str()?.to_string();
@@ -464,12 +468,7 @@ fn sighup_changing_only_the_version_moves_nothing() {
     let lab = lab("kv2hup", 2);
     let (n0, n1) = (lab.node("n0"), lab.node("n1"));
     let nodes = [n0, n1];
-    let spec = |prio: u8, version: &'static str| {
-        let mut s = NodeSpec::new(97, prio, VIP);
-        s.interval_cs = 100;
-        s.version = version;
-        s
-    };
+    let spec = |prio, version| one_second(97, prio, version);
     let p0 = start_node(n0, &spec(200, "mixed"));
     let p1 = start_node(n1, &spec(100, "mixed"));
     assert!(wait_state(&p0, "master", SLACK));
@@ -517,12 +516,7 @@ fn sighup_changing_only_the_version_moves_nothing() {
 fn mixed_backup_reports_a_v3_only_master() {
     let lab = lab("kv3only", 2);
     let (n0, n1) = (lab.node("n0"), lab.node("n1"));
-    let spec = |prio: u8, version: &'static str| {
-        let mut s = NodeSpec::new(98, prio, VIP);
-        s.interval_cs = 100;
-        s.version = version;
-        s
-    };
+    let spec = |prio, version| one_second(98, prio, version);
     let p0 = start_node(n0, &spec(200, "3"));
     let p1 = start_node(n1, &spec(100, "mixed"));
     assert!(wait_state(&p0, "master", SLACK));
