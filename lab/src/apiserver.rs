@@ -899,16 +899,16 @@ impl FakeProcess {
     /// The arguments for serving TLS with `cert` on `listen` under `name`; push more flags (`--control`,
     /// `--watch-interval-ms`) before spawning.
     pub fn tls_args(listen: SocketAddr, cert: &CertFiles, name: &str) -> Vec<std::ffi::OsString> {
-        vec![
-            "--listen".into(),
-            listen.to_string().into(),
-            "--cert".into(),
-            cert.cert.clone().into(),
-            "--key".into(),
-            cert.key.clone().into(),
-            "--name".into(),
-            name.into(),
-        ]
+        let flags: [(&str, std::ffi::OsString); 4] = [
+            ("--listen", listen.to_string().into()),
+            ("--cert", cert.cert.clone().into()),
+            ("--key", cert.key.clone().into()),
+            ("--name", name.into()),
+        ];
+        flags
+            .into_iter()
+            .flat_map(|(flag, value)| [flag.into(), value])
+            .collect()
     }
 
     /// Spawns [`fake_apiserver_bin`] with `args` and waits for it to print its addresses.
