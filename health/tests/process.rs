@@ -17,8 +17,7 @@ async fn sigstopped_apiserver_is_detected_and_sigcont_recovers() {
     let files = pki
         .server_cert("proc", &ServerCertSpec::ips([LO4]))
         .unwrap();
-    let listen = (LO4, 0).into();
-    let proc = FakeProcess::spawn(FakeProcess::tls_args(listen, &files, "stopped")).unwrap();
+    let proc = FakeProcess::spawn_https((LO4, 0).into(), &files, "stopped", &[]).unwrap();
     let cfg = fast(Check::Https(https(&pki)));
     let checker = HealthChecker::start(cfg.clone(), vec![proc.addr()]).unwrap();
     let mut rx = checker.subscribe();

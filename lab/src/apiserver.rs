@@ -896,9 +896,24 @@ pub struct FakeProcess {
 }
 
 impl FakeProcess {
-    /// The arguments for serving TLS with `cert` on `listen` under `name`; push more flags (`--control`,
-    /// `--watch-interval-ms`) before spawning.
-    pub fn tls_args(listen: SocketAddr, cert: &CertFiles, name: &str) -> Vec<std::ffi::OsString> {
+    /// [`FakeProcess::spawn`] serving HTTPS on `listen` with `cert`, reporting `name` in `/version`; `extra` are
+    /// further arguments (such as `--control 127.0.0.1:0`).
+    pub fn spawn_https(
+        listen: SocketAddr,
+        cert: &CertFiles,
+        name: &str,
+        extra: &[&str],
+    ) -> io::Result<Self> {
+        Self::spawn(Self::https_args(listen, cert, name, extra))
+    }
+
+    /// The command line of a fake apiserver serving HTTPS (see [`FakeProcess::spawn_https`]).
+    fn https_args(
+        listen: SocketAddr,
+        cert: &CertFiles,
+        name: &str,
+        extra: &[&str],
+    ) -> Vec<std::ffi::OsString> {
         let flags: [(&str, std::ffi::OsString); 4] = [
             ("--listen", listen.to_string().into()),
             ("--cert", cert.cert.clone().into()),
@@ -908,6 +923,7 @@ impl FakeProcess {
         flags
             .into_iter()
             .flat_map(|(flag, value)| [flag.into(), value])
+            .chain(extra.iter().map(Into::into))
             .collect()
     }
 

@@ -163,9 +163,8 @@ async fn client_certificate_required() {
 async fn binary_signals_control_port_and_clean_exit() {
     let pki = TestPki::new("lab-ca").unwrap();
     let files = pki.server_cert("bin", &ServerCertSpec::ips([LO])).unwrap();
-    let mut args = FakeProcess::tls_args((LO, 0).into(), &files, "apiserver-bin");
-    args.extend(["--control".into(), "127.0.0.1:0".into()]);
-    let proc = FakeProcess::spawn(args).unwrap();
+    let extra = ["--control", "127.0.0.1:0"];
+    let proc = FakeProcess::spawn_https((LO, 0).into(), &files, "apiserver-bin", &extra).unwrap();
     let opts = ClientOpts {
         ca: Some(pki.ca_cert().to_path_buf()),
         ..Default::default()
