@@ -117,6 +117,16 @@ fn keepalived_master(node: &Node, vrid: u8, prio: u8, auth_pass: &'static str) -
     keepalived(node, &ka)
 }
 
+/// The split brain a version warning is about: vipd (`p`) master, both `nodes` holding the VIP, and the
+/// unheard router's advertisements counted in `series` of `/metrics`.
+fn assert_split_brain_counted(p: &NodeProc, nodes: [&Node; 2], series: &str) {
+    assert!(wait_state(p, "master", SLACK));
+    let both = wait_for(SLACK, || (holders(&nodes, VIP).len() == 2).then_some(()));
+    assert!(both.is_some(), "{:?}", holders(&nodes, VIP));
+    let (_, text) = p.vipd.admin_get("/metrics").unwrap();
+    assert!(text.contains(series), "{series} not in {text}");
+}
+
 fn specs(case: Case, n0: &Node, n1: &Node) -> (NodeSpec, KaSpec) {
     let mut s = one_second(case.vrid, 200, case.version);
     s.auth_pass = case.pass;
@@ -357,15 +367,7 @@ fn v3_beside_v2_keepalived_warns() {
     let logged = p.wait_line(SLACK, |l| l.contains("VRRPv2 advertisements for our VRID"));
     let logged = logged.expect("no warning in the log");
     assert!(logged.contains(&ka_ip), "{logged}");
-    // The split brain the warning is about: both hold the VIP.
-    assert!(wait_state(&p, "master", SLACK));
-    let both = wait_for(SLACK, || (holders(&[n0, n1], VIP).len() == 2).then_some(()));
-    assert!(both.is_some(), "{:?}", holders(&[n0, n1], VIP));
-    let (_, text) = p.vipd.admin_get("/metrics").unwrap();
-    assert!(
-        text.contains("vipd_vrrp_v2_peer_adverts_total{vrid=\"96\"}"),
-        "{text}"
-    );
+    assert_split_brain_counted(&p, [n0, n1], "vipd_vrrp_v2_peer_adverts_total{vrid=\"96\"}");
 }
 
 /// The mirror case, a migration rolled back half-way: vipd back on version 2 beside a Keepalived already on
@@ -379,10 +381,7 @@ fn v2_beside_v3_keepalived_warns() {
     ka.vrrp_version = Some(3);
     ka.master = true;
     let _ka = keepalived(n1, &ka);
-    let mut s = NodeSpec::new(94, 100, VIP);
-    s.interval_cs = 100;
-    s.version = "2";
-    let p = start_node(n0, &s);
+    let p = start_node(n0, &one_second(94, 100, "2"));
     // Keepalived's start-up, then two of its advertisements (the first might be a mixed router's).
     let warned = wait_for(SLACK * 2, || {
         let doc = p.vipd.status().ok()?;
@@ -409,15 +408,7 @@ fn v2_beside_v3_keepalived_warns() {
         logged.contains(&ka_ip) && logged.contains("vrrp.version: mixed"),
         "{logged}"
     );
-    // The split brain the warning is about: both hold the VIP.
-    assert!(wait_state(&p, "master", SLACK));
-    let both = wait_for(SLACK, || (holders(&[n0, n1], VIP).len() == 2).then_some(()));
-    assert!(both.is_some(), "{:?}", holders(&[n0, n1], VIP));
-    let (_, text) = p.vipd.admin_get("/metrics").unwrap();
-    assert!(
-        text.contains("vipd_vrrp_v3_peer_adverts_total{vrid=\"94\"}"),
-        "{text}"
-    );
+    assert_split_brain_counted(&p, [n0, n1], "vipd_vrrp_v3_peer_adverts_total{vrid=\"94\"}");
     // `vipd status` (the CLI, default admin address) shows the same warning.
     let out = n0
         .ns
@@ -439,12 +430,7 @@ fn v2_beside_v3_keepalived_warns() {
 fn v2_beside_a_mixed_master_raises_nothing() {
     let lab = lab("kv2mix", 2);
     let (n0, n1) = (lab.node("n0"), lab.node("n1"));
-    let spec = |prio: u8, version: &'static str| {
-        let mut s = NodeSpec::new(93, prio, VIP);
-        s.interval_cs = 100;
-        s.version = version;
-        s
-    };
+    let spec = |prio, version| one_second(93, prio, version);
     let p0 = start_node(n0, &spec(200, "mixed"));
     let p1 = start_node(n1, &spec(100, "2"));
     assert!(wait_state(&p0, "master", SLACK));
