@@ -2,46 +2,12 @@
 //! `validate --config` accepts, and `manifest --all` writes one Pod per load-balancer node that runs
 //! `vipd run --cluster-config` with both files mounted read-only.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod cli_common;
 
+use std::path::Path;
+
+use cli_common::*;
 use k8s_openapi::api::core::v1::Pod;
-
-fn vipd(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vipd"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run vipd")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// A scratch directory removed on drop.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(tag: &str) -> Dir {
-        let d = std::env::temp_dir().join(format!("vipd-cli-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        Dir(d)
-    }
-    fn file(&self, name: &str, content: &str) -> String {
-        let p = self.0.join(name);
-        std::fs::write(&p, content).unwrap();
-        p.display().to_string()
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 #[test]
 fn printed_config_round_trips_through_validate_config() {
@@ -50,19 +16,19 @@ fn printed_config_round_trips_through_validate_config() {
         "vipd.yaml",
         "interface: eth0\nvrrp: {vrid: 65, advertInterval: 250ms}\nhealth: {caFile: /etc/pki/ca.pem}\n",
     );
-    let out = vipd(&[
+    let out = with_cluster(
         "validate",
-        "--cluster-config",
-        "examples/cluster.yaml",
-        "--config",
-        &small,
-        "--node",
-        "192.0.2.32",
-        "--subnet",
-        "192.0.2.0/24",
-        "--print",
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        &[
+            "--config",
+            &small,
+            "--node",
+            "192.0.2.32",
+            "--subnet",
+            "192.0.2.0/24",
+            "--print",
+        ],
+    );
+    assert_exit(&out, 0);
     let printed = text(&out.stdout);
     // The report goes to stderr, so stdout is the config alone.
     assert!(text(&out.stderr).contains("valid cluster config for cluster \"prod\""));
@@ -97,17 +63,17 @@ fn manifest_all_writes_one_pod_per_load_balancer_node() {
     );
     let out_dir = d.0.join("out");
     std::fs::create_dir_all(&out_dir).unwrap();
-    let out = vipd(&[
+    let out = with_cluster(
         "manifest",
-        "--cluster-config",
-        "examples/cluster.yaml",
-        "--config",
-        &small,
-        "--all",
-        "--out",
-        out_dir.to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        &[
+            "--config",
+            &small,
+            "--all",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+    );
+    assert_exit(&out, 0);
     let cluster = std::path::absolute("examples/cluster.yaml").unwrap();
     for node in ["192.0.2.31", "192.0.2.32"] {
         let path = out_dir.join(format!("vipd-{node}.yaml"));
@@ -157,14 +123,8 @@ fn manifest_all_writes_one_pod_per_load_balancer_node() {
 
 #[test]
 fn manifest_for_one_node_and_its_refusals() {
-    let out = vipd(&[
-        "manifest",
-        "--cluster-config",
-        "examples/cluster.yaml",
-        "--node",
-        "192.0.2.32",
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = with_cluster("manifest", &["--node", "192.0.2.32"]);
+    assert_exit(&out, 0);
     let pod: Pod = serde_saphyr::from_str(&text(&out.stdout)).unwrap();
     let c = &pod.spec.unwrap().containers[0];
     assert_eq!(
@@ -177,24 +137,13 @@ fn manifest_for_one_node_and_its_refusals() {
             "192.0.2.32"
         ]
     );
-    let not_lb = vipd(&[
-        "manifest",
-        "--cluster-config",
-        "examples/cluster.yaml",
-        "--node",
-        "192.0.2.11",
-    ]);
-    assert_eq!(not_lb.status.code(), Some(1));
+    let not_lb = with_cluster("manifest", &["--node", "192.0.2.11"]);
+    assert_exit(&not_lb, 1);
     assert!(text(&not_lb.stderr).contains("--node: 192.0.2.11 is not a load-balancer node"));
-    let neither = vipd(&["manifest", "--cluster-config", "examples/cluster.yaml"]);
-    assert_eq!(neither.status.code(), Some(2), "{}", text(&neither.stderr));
-    let all_without_out = vipd(&[
-        "manifest",
-        "--cluster-config",
-        "examples/cluster.yaml",
-        "--all",
-    ]);
-    assert_eq!(all_without_out.status.code(), Some(2));
+    let neither = with_cluster("manifest", &[]);
+    assert_exit(&neither, 2);
+    let all_without_out = with_cluster("manifest", &["--all"]);
+    assert_exit(&all_without_out, 2);
 }
 
 /// From a workstation, `--config` with `--cluster-config` checks both files, skipping only the interface;
@@ -215,7 +164,7 @@ fn validate_with_both_files_from_anywhere() {
         "192.0.2.0/24",
     ];
     let out = vipd(&base);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_exit(&out, 0);
     let report = text(&out.stdout);
     assert!(
         report.contains("skipped: the interface for node 192.0.2.31"),
@@ -229,7 +178,7 @@ fn validate_with_both_files_from_anywhere() {
         "{report}"
     );
     let printed = vipd(&[&base[..], &["--print"]].concat());
-    assert_eq!(printed.status.code(), Some(1));
+    assert_exit(&printed, 1);
     assert!(
         text(&printed.stderr)
             .starts_with("interface: node 192.0.2.31's address 192.0.2.31 is on no interface"),
@@ -238,7 +187,7 @@ fn validate_with_both_files_from_anywhere() {
     );
     let bad = d.file("bad.yaml", "controlPlaneLBPort: 8443\n");
     let out = vipd(&[&base[..4], &[bad.as_str()], &base[5..]].concat());
-    assert_eq!(out.status.code(), Some(1));
+    assert_exit(&out, 1);
     assert!(
         text(&out.stderr).starts_with(&format!(
             "controlPlaneLBPort: 8443 (in {bad}) disagrees with spec.loadBalancer.ports.controlPlaneLBPort: 443 \

@@ -2,22 +2,13 @@
 //! one warning per line on stderr, exit 1 with only the reason when the input is ambiguous; and the output
 //! accepted by `vipd validate --config`.
 
-use std::process::{Command, Output};
+mod cli_common;
+
+use std::process::Output;
+
+use cli_common::*;
 
 const CORPUS: &str = "src/import/testdata";
-
-fn vipd(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vipd"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run vipd")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 fn import(case: &str, extra: &[&str]) -> Output {
     let k = format!("{CORPUS}/{case}/keepalived.conf");
@@ -30,7 +21,7 @@ fn import(case: &str, extra: &[&str]) -> Output {
 #[test]
 fn kubeadm_guide_imports_with_warnings_on_stderr() {
     let out = import("kubeadm-guide", &[]);
-    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    assert_exit(&out, 0);
     let yaml = text(&out.stdout);
     assert!(yaml.contains("\n  version: mixed "), "{yaml}");
     assert!(yaml.contains("\n  authPass: \"42\" "), "{yaml}");
@@ -55,14 +46,14 @@ fn kubeadm_guide_imports_with_warnings_on_stderr() {
 /// Imports a corpus case and runs `vipd validate --config` on the output: its one-line summary.
 fn import_then_validate(case: &str) -> String {
     let out = import(case, &[]);
-    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    assert_exit(&out, 0);
     let dir = std::env::temp_dir().join(format!("vipd-import-{case}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("vipd.yaml");
     std::fs::write(&file, &out.stdout).unwrap();
     let v = vipd(&["validate", "--config", file.to_str().unwrap()]);
     let _ = std::fs::remove_dir_all(&dir);
-    assert_eq!(v.status.code(), Some(0), "stderr: {}", text(&v.stderr));
+    assert_exit(&v, 0);
     text(&v.stdout)
 }
 
@@ -83,7 +74,7 @@ fn imported_configs_pass_validate() {
 #[test]
 fn ambiguous_input_exits_1_with_the_reason_only() {
     let out = import("err-several-frontends", &[]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_exit(&out, 1);
     assert!(out.stdout.is_empty());
     let stderr = text(&out.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
@@ -101,14 +92,14 @@ fn ambiguous_input_exits_1_with_the_reason_only() {
     );
     // Naming the frontend resolves it.
     let out = import("err-several-frontends", &["--frontend", "apiserver"]);
-    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    assert_exit(&out, 0);
 }
 
 #[test]
 fn without_haproxy_there_are_no_backends() {
     let k = format!("{CORPUS}/kubeadm-guide/keepalived.conf");
     let out = vipd(&["import", "--keepalived", &k]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_exit(&out, 1);
     assert!(
         text(&out.stderr).contains("give --haproxy FILE"),
         "{}",

@@ -1,25 +1,15 @@
 //! `vipd validate` as an operator runs it: the real binary, the shipped examples, exit codes and output.
 
+mod cli_common;
+
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn vipd(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vipd"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run vipd")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use cli_common::*;
 
 #[test]
 fn example_config_validates() {
     let out = vipd(&["validate", "--config", "examples/vipd.yaml"]);
-    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    assert_exit(&out, 0);
     let stdout = text(&out.stdout);
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     assert!(
@@ -31,16 +21,11 @@ fn example_config_validates() {
 #[test]
 fn example_cluster_config_validates() {
     // On any machine: the node and subnet are given, so every check runs.
-    let out = vipd(&[
+    let out = with_cluster(
         "validate",
-        "--cluster-config",
-        "examples/cluster.yaml",
-        "--node",
-        "192.0.2.31",
-        "--subnet",
-        "192.0.2.0/24",
-    ]);
-    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+        &["--node", "192.0.2.31", "--subnet", "192.0.2.0/24"],
+    );
+    assert_exit(&out, 0);
     let stdout = text(&out.stdout);
     let last = stdout.lines().last().unwrap();
     assert!(
@@ -57,8 +42,8 @@ fn example_cluster_config_validates() {
 
 #[test]
 fn example_cluster_config_without_subnet_says_what_it_skipped() {
-    let out = vipd(&["validate", "--cluster-config", "examples/cluster.yaml"]);
-    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    let out = with_cluster("validate", &[]);
+    assert_exit(&out, 0);
     let stdout = text(&out.stdout);
     assert!(stdout.contains("skipped: the L2 subnet checks"), "{stdout}");
     assert!(stdout.contains("--subnet CIDR"), "{stdout}");
@@ -71,7 +56,7 @@ fn invalid_config_prints_every_error_and_exits_1() {
         "--config",
         "tests/golden/config/everything-wrong.yaml",
     ]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_exit(&out, 1);
     assert!(out.stdout.is_empty());
     let want = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/config/everything-wrong.out"),
@@ -93,7 +78,7 @@ fn invalid_cluster_config_exits_1() {
         "--subnet",
         "192.0.2.0/24",
     ]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_exit(&out, 1);
     let stderr = text(&out.stderr);
     assert!(
         stderr.contains("spec.loadBalancer.mode: \"manual\" is not supported"),
@@ -105,7 +90,7 @@ fn invalid_cluster_config_exits_1() {
 #[test]
 fn missing_file_is_a_clear_error() {
     let out = vipd(&["validate", "--config", "does/not/exist.yaml"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_exit(&out, 1);
     let stderr = text(&out.stderr);
     assert!(
         stderr.starts_with("does/not/exist.yaml: cannot read does/not/exist.yaml: "),
@@ -131,7 +116,7 @@ fn usage_errors_exit_2() {
         "--node only goes with --cluster-config"
     );
     let bad = vipd(&["validate", "--cluster-config", "a", "--subnet", "192.0.2.0"]);
-    assert_eq!(bad.status.code(), Some(2));
+    assert_exit(&bad, 2);
     assert!(text(&bad.stderr).contains("not a CIDR"));
     assert_eq!(
         vipd(&["run"]).status.code(),
@@ -143,7 +128,7 @@ fn usage_errors_exit_2() {
 #[test]
 fn version_and_log_flags() {
     let out = vipd(&["--version"]);
-    assert_eq!(out.status.code(), Some(0));
+    assert_exit(&out, 0);
     assert_eq!(
         text(&out.stdout),
         format!("vipd {}\n", env!("CARGO_PKG_VERSION"))
@@ -157,7 +142,7 @@ fn version_and_log_flags() {
         "--config",
         "examples/vipd.yaml",
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_exit(&out, 0);
     let bad = vipd(&[
         "--log-level",
         "[[[",
@@ -165,7 +150,7 @@ fn version_and_log_flags() {
         "--config",
         "examples/vipd.yaml",
     ]);
-    assert_eq!(bad.status.code(), Some(2));
+    assert_exit(&bad, 2);
     assert!(
         text(&bad.stderr).contains("--log-level"),
         "{}",
@@ -183,15 +168,7 @@ fn subnet_with_host_bits_is_refused_with_the_network_meant() {
         ("192.0.2.5/24", "192.0.2.0/24"),
         ("2001:db8::5/64", "2001:db8::/64"),
     ] {
-        let out = vipd(&[
-            "validate",
-            "--cluster-config",
-            "examples/cluster.yaml",
-            "--node",
-            "192.0.2.31",
-            "--subnet",
-            given,
-        ]);
+        let out = with_cluster("validate", &["--node", "192.0.2.31", "--subnet", given]);
         assert_eq!(out.status.code(), Some(2), "{out:?}");
         let err = text(&out.stderr);
         let first = err.lines().next().unwrap_or_default();

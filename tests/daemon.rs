@@ -65,6 +65,43 @@ fn be_addr(lab: &Lab, port: u16) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(lab.node("be").v4), port)
 }
 
+/// A [`lab`] with a scratch directory of the same tag and one backend, `be-a` at `a` (port 6443).
+struct OneBackend {
+    lab: Lab,
+    dir: TempDir,
+    a: SocketAddr,
+    _ba: Proc,
+}
+
+fn one_backend(tag: &str, vipd_nodes: &[&str]) -> OneBackend {
+    let lab = lab(tag, vipd_nodes);
+    let dir = TempDir::new(tag).unwrap();
+    let a = be_addr(&lab, 6443);
+    let _ba = backend(&lab.node("be").ns, a, "be-a");
+    OneBackend { lab, dir, a, _ba }
+}
+
+/// Waits for the VIP to be on `name`'s eth0.
+#[track_caller]
+fn wait_vip_on(lab: &Lab, name: &str) {
+    assert!(
+        wait_for(LONG, || lab
+            .node(name)
+            .ns
+            .has_addr("eth0", vip())
+            .then_some(()))
+        .is_some(),
+        "the VIP is not on {name}"
+    );
+}
+
+fn wait_first_backend_healthy(node: &VipdNode) {
+    wait_for(LONG, || {
+        (node.status().ok()?["backends"][0]["healthy"] == true).then_some(())
+    })
+    .expect("healthy");
+}
+
 fn wait_master(node: &VipdNode) {
     assert!(
         node.wait_state("master", LONG).is_some(),
@@ -627,19 +664,12 @@ fn reload_under_load_drops_no_established_connection() {
 
 #[test]
 fn broken_reload_keeps_the_old_config() {
-    let lab = lab("vd-br", &["lb"]);
-    let dir = TempDir::new("vd-br").unwrap();
-    let be = &lab.node("be").ns;
-    let a = be_addr(&lab, 6443);
-    let _ba = backend(be, a, "be-a");
+    let OneBackend { lab, dir, a, _ba } = one_backend("vd-br", &["lb"]);
     let lb = &lab.node("lb").ns;
     let spec = VipdSpec::new(vip(), vec![a], 150);
     let node = VipdNode::start(vipd_bin(), lb, &spec, dir.path()).unwrap();
     wait_master(&node);
-    wait_for(LONG, || {
-        (node.status().ok()?["backends"][0]["healthy"] == true).then_some(())
-    })
-    .expect("healthy");
+    wait_first_backend_healthy(&node);
     let client = Client::start(&lab.node("client").ns, vip_port());
     assert!(client.progress(2));
     let mut before = node.status().unwrap();
@@ -718,10 +748,7 @@ fn broken_reload_keeps_the_old_config() {
 
 #[test]
 fn sigterm_hands_over_withdraws_the_vip_and_drains() {
-    let lab = lab("vd-term", &["lb"]);
-    let dir = TempDir::new("vd-term").unwrap();
-    let a = be_addr(&lab, 6443);
-    let _ba = backend(&lab.node("be").ns, a, "be-a");
+    let OneBackend { lab, dir, a, _ba } = one_backend("vd-term", &["lb"]);
     let lbn = lab.node("lb");
     // Bound to every address: a connection to the node's own address survives the VIP leaving, so the
     // drain is what ends it (connections through the VIP move with it).
@@ -730,10 +757,7 @@ fn sigterm_hands_over_withdraws_the_vip_and_drains() {
         .with_extra("proxy", "drainTimeout: 4s");
     let mut node = VipdNode::start(vipd_bin(), &lbn.ns, &spec, dir.path()).unwrap();
     wait_master(&node);
-    wait_for(LONG, || {
-        (node.status().ok()?["backends"][0]["healthy"] == true).then_some(())
-    })
-    .expect("healthy");
+    wait_first_backend_healthy(&node);
     let node_addr = SocketAddr::new(IpAddr::V4(lbn.v4), 443);
     let client_ns = &lab.node("client").ns;
     let client = Client::start(client_ns, node_addr);
@@ -846,12 +870,7 @@ fn tracking(track_weight: &str, degraded_state: &str) {
         "{:?}",
         n1.status().ok()
     );
-    assert!(wait_for(LONG, || lab
-        .node("n2")
-        .ns
-        .has_addr("eth0", vip())
-        .then_some(()))
-    .is_some());
+    wait_vip_on(&lab, "n2");
     assert!(!lab.node("n1").ns.has_addr("eth0", vip()));
     let st = n1.status().unwrap();
     if track_weight != "fault" {
@@ -867,12 +886,7 @@ fn tracking(track_weight: &str, degraded_state: &str) {
     wait_master(&n1);
     assert!(n2.wait_state("backup", LONG).is_some());
     assert_eq!(n1.status().unwrap()["vrrp"]["effectivePriority"], 150);
-    assert!(wait_for(LONG, || lab
-        .node("n1")
-        .ns
-        .has_addr("eth0", vip())
-        .then_some(()))
-    .is_some());
+    wait_vip_on(&lab, "n1");
 }
 
 #[test]
@@ -888,10 +902,7 @@ fn tracking_fault_moves_the_vip_and_back() {
 #[test]
 fn sd_notify_ready_reloading_stopping_and_watchdog() {
     use std::os::unix::net::UnixDatagram;
-    let lab = lab("vd-sd", &["lb"]);
-    let dir = TempDir::new("vd-sd").unwrap();
-    let a = be_addr(&lab, 6443);
-    let _ba = backend(&lab.node("be").ns, a, "be-a");
+    let OneBackend { lab, dir, a, _ba } = one_backend("vd-sd", &["lb"]);
     let sock_path = dir.join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
@@ -1031,10 +1042,7 @@ fn readyz_is_503_until_vrrp_joins() {
 
 #[test]
 fn reload_of_vrrp_settings_restarts_the_instance_with_a_handover() {
-    let lab = lab("vd-vr", &["n1", "n2"]);
-    let dir = TempDir::new("vd-vr").unwrap();
-    let a = be_addr(&lab, 6443);
-    let _ba = backend(&lab.node("be").ns, a, "be-a");
+    let OneBackend { lab, dir, a, _ba } = one_backend("vd-vr", &["n1", "n2"]);
     let mut s1 = VipdSpec::new(vip(), vec![a], 150);
     let s2 = VipdSpec::new(vip(), vec![a], 100);
     let n1 = VipdNode::start(vipd_bin(), &lab.node("n1").ns, &s1, dir.path()).unwrap();
@@ -1070,12 +1078,7 @@ fn reload_of_vrrp_settings_restarts_the_instance_with_a_handover() {
     });
     assert!(priorities.is_some(), "priority not 50: {:?}", n1.status());
     assert_metric_becomes(&n1, "vipd_config_reloads_total", 1.0);
-    assert!(wait_for(LONG, || lab
-        .node("n2")
-        .ns
-        .has_addr("eth0", vip())
-        .then_some(()))
-    .is_some());
+    wait_vip_on(&lab, "n2");
     assert!(!lab.node("n1").ns.has_addr("eth0", vip()));
     std::thread::sleep(Duration::from_millis(300));
     let n1_ip = IpAddr::V4(lab.node("n1").v4);

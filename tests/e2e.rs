@@ -513,6 +513,40 @@ fn start_watches(e: &E2e, n: usize) -> Vec<Watch> {
     watches
 }
 
+/// lb1 is master and `also` holds, within MASTER_DOWN + SLACK: the time since `since`.
+fn lb1_takes_over(e: &E2e, since: Instant, also: impl Fn() -> bool) -> Duration {
+    wait_for(MASTER_DOWN + SLACK, || {
+        (e.node(1).state().as_deref() == Some("master") && also()).then_some(since.elapsed())
+    })
+    .unwrap_or_else(|| panic!("lb1 not master: {:?}", e.states()))
+}
+
+/// Waits for `n` successes from now, then prints `event` (`took` after it) and returns the client's longest
+/// outage since `since`.
+fn served_again(
+    client: &ClientLoop,
+    since: Instant,
+    n: usize,
+    event: &str,
+    took: Duration,
+) -> Duration {
+    assert!(client.wait_successes_after(Instant::now(), n, Duration::from_secs(10)));
+    let outage = client.outage(since, Instant::now());
+    println!(
+        "{event} after {} ms, client outage {} ms",
+        ms(took),
+        ms(outage)
+    );
+    outage
+}
+
+/// Settled: the next 10 requests succeed and none fails meanwhile.
+fn assert_settled(client: &ClientLoop) {
+    let settled = Instant::now();
+    assert!(client.wait_successes_after(settled, 10, Duration::from_secs(10)));
+    assert!(client.failures(settled, Instant::now()).is_empty());
+}
+
 fn ms(d: Duration) -> u128 {
     d.as_millis()
 }
@@ -595,18 +629,8 @@ fn kill9_master_fails_over_and_restart_clears_stale_vip() {
 
     let t_kill = Instant::now();
     e.nodes[0].as_mut().unwrap().proc.kill9();
-    let took = wait_for(MASTER_DOWN + SLACK, || {
-        (e.node(1).state().as_deref() == Some("master") && e.holds_vip(1) && !e.holds_vip(2))
-            .then_some(t_kill.elapsed())
-    })
-    .unwrap_or_else(|| panic!("lb1 not master: {:?}", e.states()));
-    assert!(client.wait_successes_after(Instant::now(), 5, Duration::from_secs(10)));
-    let outage = client.outage(t_kill, Instant::now());
-    println!(
-        "kill -9: lb1 master after {} ms, client outage {} ms",
-        ms(took),
-        ms(outage)
-    );
+    let took = lb1_takes_over(&e, t_kill, || e.holds_vip(1) && !e.holds_vip(2));
+    let outage = served_again(&client, t_kill, 5, "kill -9: lb1 master", took);
     assert!(outage < MASTER_DOWN + SLACK, "outage {outage:?}");
     // kill -9 leaves the address behind: nothing ran to remove it.
     assert!(e.holds_vip(0), "kill -9 should leave the VIP on lb0");
@@ -630,20 +654,11 @@ fn kill9_master_fails_over_and_restart_clears_stale_vip() {
     let took = e.wait_master(0, Duration::from_secs(10));
     assert!(e.node(1).wait_state("backup", SLACK).is_some());
     assert!(!e.holds_vip(1) && !e.holds_vip(2));
-    let t_after = Instant::now();
-    assert!(client.wait_successes_after(t_after, 25, Duration::from_secs(10)));
-    let outage = client.outage(t_restart, Instant::now());
-    println!(
-        "restart: lb0 master again after {} ms, longest client outage {} ms",
-        ms(took),
-        ms(outage)
-    );
+    let outage = served_again(&client, t_restart, 25, "restart: lb0 master again", took);
     assert!(outage < MASTER_DOWN + SLACK, "outage {outage:?}");
     // Once settled, every request works, through lb0.
-    let settled = Instant::now();
     let conns = e.total_connections(0);
-    assert!(client.wait_successes_after(settled, 10, Duration::from_secs(10)));
-    assert!(client.failures(settled, Instant::now()).is_empty());
+    assert_settled(&client);
     assert!(e.total_connections(0) >= conns + 10);
 }
 
@@ -657,38 +672,20 @@ fn master_link_cut_and_restored() {
 
     let t_cut = Instant::now();
     e.lab.link_down("lb0").unwrap();
-    let took = wait_for(MASTER_DOWN + SLACK, || {
-        (e.node(1).state().as_deref() == Some("master")).then_some(t_cut.elapsed())
-    })
-    .unwrap_or_else(|| panic!("lb1 not master: {:?}", e.states()));
-    assert!(client.wait_successes_after(Instant::now(), 10, Duration::from_secs(10)));
-    let outage = client.outage(t_cut, Instant::now());
-    println!(
-        "link cut: lb1 master after {} ms, client outage {} ms",
-        ms(took),
-        ms(outage)
-    );
+    let took = lb1_takes_over(&e, t_cut, || true);
+    let outage = served_again(&client, t_cut, 10, "link cut: lb1 master", took);
     assert!(outage < MASTER_DOWN + SLACK, "outage {outage:?}");
 
     let t_up = Instant::now();
     e.lab.link_up("lb0").unwrap();
     let took = e.wait_master(0, Duration::from_secs(10));
-    assert!(client.wait_successes_after(Instant::now(), 25, Duration::from_secs(10)));
-    let t_end = Instant::now();
-    let outage = client.outage(t_up, t_end);
-    println!(
-        "link restored: lb0 master after {} ms, client outage {} ms",
-        ms(took),
-        ms(outage)
-    );
+    let outage = served_again(&client, t_up, 25, "link restored: lb0 master", took);
     assert!(
         outage < MOVE_BACK,
         "second outage {outage:?}; lb0 log:\n{}",
         e.log(0)
     );
-    let settled = Instant::now();
-    assert!(client.wait_successes_after(settled, 10, Duration::from_secs(10)));
-    assert!(client.failures(settled, Instant::now()).is_empty());
+    assert_settled(&client);
 }
 
 /// SIGTERM on the master: priority 0 hands the VIP over, and a client that behaves as client-go does (a failed
@@ -709,10 +706,7 @@ fn sigterm_master_no_client_request_fails() {
 
     let t_term = Instant::now();
     e.node(0).signal(Signal::SIGTERM).unwrap();
-    let took = wait_for(MASTER_DOWN + SLACK, || {
-        (e.node(1).state().as_deref() == Some("master")).then_some(t_term.elapsed())
-    })
-    .unwrap_or_else(|| panic!("lb1 not master: {:?}", e.states()));
+    let took = lb1_takes_over(&e, t_term, || true);
     let status = e.nodes[0]
         .as_mut()
         .unwrap()
@@ -866,12 +860,12 @@ fn master_partitioned_from_apiservers_hands_over_and_back_once() {
             .unwrap();
     }
     let took = e.wait_master(1, Duration::from_secs(10));
-    assert!(client.wait_successes_after(Instant::now(), 10, Duration::from_secs(10)));
-    let outage = client.outage(t_cut, Instant::now());
-    println!(
-        "master partitioned from apiservers: lb1 master after {} ms, client outage {} ms",
-        ms(took),
-        ms(outage)
+    let outage = served_again(
+        &client,
+        t_cut,
+        10,
+        "master partitioned from apiservers: lb1 master",
+        took,
     );
     // Health must first notice (fall 2 x 300 ms, 250 ms timeouts), then lb1 preempts.
     assert!(outage < Duration::from_secs(2) + SLACK, "outage {outage:?}");
@@ -900,9 +894,7 @@ fn master_partitioned_from_apiservers_hands_over_and_back_once() {
     assert_eq!(after[1] - before[1], 2, "lb1: backup -> master -> backup");
     assert_eq!(after[2], before[2], "lb2 must not move");
     assert!(outage < MOVE_BACK, "outage {outage:?}");
-    let settled = Instant::now();
-    assert!(client.wait_successes_after(settled, 10, Duration::from_secs(10)));
-    assert!(client.failures(settled, Instant::now()).is_empty());
+    assert_settled(&client);
 }
 
 /// VRRP between lb0 and the others is cut: lb0 and lb1 are both master. Healed: one master within one interval

@@ -20,16 +20,9 @@ const STEADY: Duration = Duration::from_millis(600);
 #[test]
 fn three_nodes_elect_highest_fail_over_on_link_cut_and_preempt_back() {
     let lab = lab("fo3", 3);
-    let (n0, n1, n2, client) = (
-        lab.node("n0"),
-        lab.node("n1"),
-        lab.node("n2"),
-        lab.node("client"),
-    );
-    let nodes = [n0, n1, n2];
-    let _p0 = start_node(n0, &NodeSpec::new(51, 100, VIP4));
-    let p1 = start_node(n1, &NodeSpec::new(51, 150, VIP4));
-    let p2 = start_node(n2, &NodeSpec::new(51, 200, VIP4));
+    let (nodes, client) = lab_nodes(&lab);
+    let [_, n1, n2] = nodes;
+    let [_p0, p1, p2] = start_nodes(&nodes, 51, [100, 150, 200], VIP4);
 
     assert!(
         wait_state(&p2, "master", START),

@@ -47,11 +47,7 @@ fn interop(tag: &str, vrid: u8, vip: IpAddr, unicast: bool) {
     };
     let mut ka = keepalived(n1, &ka_spec);
     let mut p = start_node(n0, &vipd_spec);
-    assert!(
-        wait_state(&p, "master", SLACK),
-        "vipd not master: {:?}",
-        p.lines()
-    );
+    assert_reaches(&p, "master", SLACK, "vipd not master");
     assert_sole_holder(&nodes, vip, "n0", SLACK, STEADY);
     assert!(
         stats(&p)["adverts_received"] > 0 || ka.proc.lines().iter().any(|l| l.contains("BACKUP")),
@@ -65,11 +61,7 @@ fn interop(tag: &str, vrid: u8, vip: IpAddr, unicast: bool) {
 
     // vipd back with the higher priority: preempts Keepalived.
     let mut p = start_node(n0, &vipd_spec);
-    assert!(
-        wait_state(&p, "master", SLACK),
-        "vipd did not preempt: {:?}",
-        p.lines()
-    );
+    assert_reaches(&p, "master", SLACK, "vipd did not preempt");
     assert_sole_holder(&nodes, vip, "n0", SLACK, STEADY);
     let st = stats(&p);
     assert_eq!(st["drop_checksum"], 0, "Keepalived's checksums rejected");
@@ -80,7 +72,7 @@ fn interop(tag: &str, vrid: u8, vip: IpAddr, unicast: bool) {
     low.priority = 50;
     assert_sole_holder(&nodes, vip, "n1", SLACK, STEADY);
     let p = start_node(n0, &low);
-    assert!(wait_state(&p, "backup", SLACK), "{:?}", p.lines());
+    assert_reaches(&p, "backup", SLACK, "vipd not backup");
     assert_sole_holder(&nodes, vip, "n1", SLACK, STEADY);
     wait_stats(&p, SLACK, "a Keepalived advertisement accepted", |s| {
         s["adverts_received"] > 0
@@ -105,11 +97,7 @@ fn interop(tag: &str, vrid: u8, vip: IpAddr, unicast: bool) {
     );
     // Keepalived leaves: vipd takes over.
     ka.stop();
-    assert!(
-        wait_state(&p, "master", SLACK),
-        "vipd did not take over: {:?}",
-        p.lines()
-    );
+    assert_reaches(&p, "master", SLACK, "vipd did not take over");
     assert_sole_holder(&nodes, vip, "n0", SLACK, STEADY);
     let st = stats(&p);
     assert_eq!(st["drop_checksum"], 0);

@@ -101,10 +101,34 @@ struct Case {
     pass: Option<&'static str>,
 }
 
-fn specs(case: Case, n0: &Node, n1: &Node) -> (NodeSpec, KaSpec) {
-    let mut s = NodeSpec::new(case.vrid, 200, VIP);
+/// vipd for `vrid` at `prio` in `version`, advertising every second as Keepalived's VRRPv2 does.
+fn one_second(vrid: u8, prio: u8, version: &'static str) -> NodeSpec {
+    let mut s = NodeSpec::new(vrid, prio, VIP);
     s.interval_cs = 100;
-    s.version = case.version;
+    s.version = version;
+    s
+}
+
+/// A VRRPv2 Keepalived on `node` that starts as master, with `auth_pass`.
+fn keepalived_master(node: &Node, vrid: u8, prio: u8, auth_pass: &'static str) -> Keepalived {
+    let mut ka = KaSpec::v2(vrid, prio, VIP);
+    ka.auth_pass = Some(auth_pass);
+    ka.master = true;
+    keepalived(node, &ka)
+}
+
+/// The split brain a version warning is about: vipd (`p`) master, both `nodes` holding the VIP, and the
+/// unheard router's advertisements counted in `series` of `/metrics`.
+fn assert_split_brain_counted(p: &NodeProc, nodes: [&Node; 2], series: &str) {
+    assert!(wait_state(p, "master", SLACK));
+    let both = wait_for(SLACK, || (holders(&nodes, VIP).len() == 2).then_some(()));
+    assert!(both.is_some(), "{:?}", holders(&nodes, VIP));
+    let (_, text) = p.vipd.admin_get("/metrics").unwrap();
+    assert!(text.contains(series), "{series} not in {text}");
+}
+
+fn specs(case: Case, n0: &Node, n1: &Node) -> (NodeSpec, KaSpec) {
+    let mut s = one_second(case.vrid, 200, case.version);
     s.auth_pass = case.pass;
     let mut k = KaSpec::v2(case.vrid, 100, VIP);
     k.auth_pass = case.pass;
@@ -144,11 +168,7 @@ fn interop(case: Case) {
     // 1. vipd 200 master, Keepalived 100 backup.
     let mut ka = keepalived(n1, &ka_spec);
     let mut p = start_node(n0, &vipd_spec);
-    assert!(
-        wait_state(&p, "master", SLACK),
-        "vipd not master: {:?}",
-        p.lines()
-    );
+    assert_reaches(&p, "master", SLACK, "vipd not master");
     assert_sole_holder(&nodes, VIP, "n0", SLACK, STEADY);
     let backup_seen = wait_for(SLACK, || {
         ka.proc
@@ -171,11 +191,7 @@ fn interop(case: Case) {
 
     // 3. vipd back: it preempts. 4. kill -9: Keepalived takes over after Master_Down_Interval.
     let mut p = start_node(n0, &vipd_spec);
-    assert!(
-        wait_state(&p, "master", SLACK),
-        "vipd did not preempt: {:?}",
-        p.lines()
-    );
+    assert_reaches(&p, "master", SLACK, "vipd did not preempt");
     assert_sole_holder(&nodes, VIP, "n0", SLACK, STEADY);
     let st = stats(&p);
     assert!(
@@ -197,7 +213,7 @@ fn interop(case: Case) {
     let mut low = vipd_spec.clone();
     low.priority = 50;
     let p = start_node(n0, &low);
-    assert!(wait_state(&p, "backup", SLACK), "{:?}", p.lines());
+    assert_reaches(&p, "backup", SLACK, "vipd not backup");
     assert_sole_holder(&nodes, VIP, "n1", SLACK, STEADY);
     assert_eq!(state(&p).as_deref(), Some("backup"));
     let st = stats(&p);
@@ -291,13 +307,8 @@ fn mixed_unicast_pass() {
 fn wrong_password_is_dropped_and_counted() {
     let lab = lab("kv2pw", 2);
     let (n0, n1) = (lab.node("n0"), lab.node("n1"));
-    let mut ka = KaSpec::v2(95, 150, VIP);
-    ka.auth_pass = Some("right");
-    ka.master = true;
-    let ka = keepalived(n1, &ka);
-    let mut s = NodeSpec::new(95, 100, VIP);
-    s.interval_cs = 100;
-    s.version = "2";
+    let ka = keepalived_master(n1, 95, 150, "right");
+    let mut s = one_second(95, 100, "2");
     s.auth_pass = Some("wrong");
     let p = start_node(n0, &s);
     // Keepalived starts as backup and sends only once master, after its own down interval.
@@ -336,13 +347,8 @@ fn wrong_password_is_dropped_and_counted() {
 fn v3_beside_v2_keepalived_warns() {
     let lab = lab("kv3w", 2);
     let (n0, n1) = (lab.node("n0"), lab.node("n1"));
-    let mut ka = KaSpec::v2(96, 101, VIP);
-    ka.auth_pass = Some("42");
-    ka.master = true;
-    let _ka = keepalived(n1, &ka);
-    let mut s = NodeSpec::new(96, 100, VIP);
-    s.interval_cs = 100;
-    let p = start_node(n0, &s);
+    let _ka = keepalived_master(n1, 96, 101, "42");
+    let p = start_node(n0, &one_second(96, 100, "3"));
     let warned = wait_for(SLACK, || {
         let doc = p.vipd.status().ok()?;
         let w = doc["warnings"].as_array()?.first()?.as_str()?.to_string();
@@ -361,15 +367,7 @@ fn v3_beside_v2_keepalived_warns() {
     let logged = p.wait_line(SLACK, |l| l.contains("VRRPv2 advertisements for our VRID"));
     let logged = logged.expect("no warning in the log");
     assert!(logged.contains(&ka_ip), "{logged}");
-    // The split brain the warning is about: both hold the VIP.
-    assert!(wait_state(&p, "master", SLACK));
-    let both = wait_for(SLACK, || (holders(&[n0, n1], VIP).len() == 2).then_some(()));
-    assert!(both.is_some(), "{:?}", holders(&[n0, n1], VIP));
-    let (_, text) = p.vipd.admin_get("/metrics").unwrap();
-    assert!(
-        text.contains("vipd_vrrp_v2_peer_adverts_total{vrid=\"96\"}"),
-        "{text}"
-    );
+    assert_split_brain_counted(&p, [n0, n1], "vipd_vrrp_v2_peer_adverts_total{vrid=\"96\"}");
 }
 
 /// The mirror case, a migration rolled back half-way: vipd back on version 2 beside a Keepalived already on
@@ -383,10 +381,7 @@ fn v2_beside_v3_keepalived_warns() {
     ka.vrrp_version = Some(3);
     ka.master = true;
     let _ka = keepalived(n1, &ka);
-    let mut s = NodeSpec::new(94, 100, VIP);
-    s.interval_cs = 100;
-    s.version = "2";
-    let p = start_node(n0, &s);
+    let p = start_node(n0, &one_second(94, 100, "2"));
     // Keepalived's start-up, then two of its advertisements (the first might be a mixed router's).
     let warned = wait_for(SLACK * 2, || {
         let doc = p.vipd.status().ok()?;
@@ -413,15 +408,7 @@ fn v2_beside_v3_keepalived_warns() {
         logged.contains(&ka_ip) && logged.contains("vrrp.version: mixed"),
         "{logged}"
     );
-    // The split brain the warning is about: both hold the VIP.
-    assert!(wait_state(&p, "master", SLACK));
-    let both = wait_for(SLACK, || (holders(&[n0, n1], VIP).len() == 2).then_some(()));
-    assert!(both.is_some(), "{:?}", holders(&[n0, n1], VIP));
-    let (_, text) = p.vipd.admin_get("/metrics").unwrap();
-    assert!(
-        text.contains("vipd_vrrp_v3_peer_adverts_total{vrid=\"94\"}"),
-        "{text}"
-    );
+    assert_split_brain_counted(&p, [n0, n1], "vipd_vrrp_v3_peer_adverts_total{vrid=\"94\"}");
     // `vipd status` (the CLI, default admin address) shows the same warning.
     let out = n0
         .ns
@@ -443,12 +430,7 @@ fn v2_beside_v3_keepalived_warns() {
 fn v2_beside_a_mixed_master_raises_nothing() {
     let lab = lab("kv2mix", 2);
     let (n0, n1) = (lab.node("n0"), lab.node("n1"));
-    let spec = |prio: u8, version: &'static str| {
-        let mut s = NodeSpec::new(93, prio, VIP);
-        s.interval_cs = 100;
-        s.version = version;
-        s
-    };
+    let spec = |prio, version| one_second(93, prio, version);
     let p0 = start_node(n0, &spec(200, "mixed"));
     let p1 = start_node(n1, &spec(100, "2"));
     assert!(wait_state(&p0, "master", SLACK));
@@ -472,12 +454,7 @@ fn sighup_changing_only_the_version_moves_nothing() {
     let lab = lab("kv2hup", 2);
     let (n0, n1) = (lab.node("n0"), lab.node("n1"));
     let nodes = [n0, n1];
-    let spec = |prio: u8, version: &'static str| {
-        let mut s = NodeSpec::new(97, prio, VIP);
-        s.interval_cs = 100;
-        s.version = version;
-        s
-    };
+    let spec = |prio, version| one_second(97, prio, version);
     let p0 = start_node(n0, &spec(200, "mixed"));
     let p1 = start_node(n1, &spec(100, "mixed"));
     assert!(wait_state(&p0, "master", SLACK));
@@ -525,12 +502,7 @@ fn sighup_changing_only_the_version_moves_nothing() {
 fn mixed_backup_reports_a_v3_only_master() {
     let lab = lab("kv3only", 2);
     let (n0, n1) = (lab.node("n0"), lab.node("n1"));
-    let spec = |prio: u8, version: &'static str| {
-        let mut s = NodeSpec::new(98, prio, VIP);
-        s.interval_cs = 100;
-        s.version = version;
-        s
-    };
+    let spec = |prio, version| one_second(98, prio, version);
     let p0 = start_node(n0, &spec(200, "3"));
     let p1 = start_node(n1, &spec(100, "mixed"));
     assert!(wait_state(&p0, "master", SLACK));

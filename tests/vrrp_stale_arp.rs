@@ -19,16 +19,9 @@ const START: Duration = Duration::from_secs(8);
 #[test]
 fn a_loser_whose_adverts_are_lost_repairs_the_client_neighbour_entry() {
     let lab = lab("sarp", 3);
-    let (n0, n1, n2, client) = (
-        lab.node("n0"),
-        lab.node("n1"),
-        lab.node("n2"),
-        lab.node("client"),
-    );
-    let nodes = [n0, n1, n2];
-    let p0 = start_node(n0, &NodeSpec::new(51, 150, VIP4));
-    let p1 = start_node(n1, &NodeSpec::new(51, 120, VIP4));
-    let _p2 = start_node(n2, &NodeSpec::new(51, 100, VIP4));
+    let (nodes, client) = lab_nodes(&lab);
+    let [n0, n1, _] = nodes;
+    let [p0, p1, _p2] = start_nodes(&nodes, 51, [150, 120, 100], VIP4);
     assert!(wait_state(&p0, "master", START), "{:?}", p0.lines());
     assert_sole_holder(&nodes, VIP4, "n0", SLACK, Duration::from_millis(300));
     assert!(client.ns.succeeds(["ping", "-c1", "-W2", "192.0.2.100"]));

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use health::{Check, HealthChecker, HttpsCheck};
-use vipd_lab::apiserver::{ServerCertSpec, TestPki, Validity};
+use vipd_lab::apiserver::{FakeApiserver, ServerCertSpec, TestPki, Validity};
 
 #[tokio::test]
 async fn up_at_first_success_down_after_fall_on_500_up_after_rise() {
@@ -133,6 +133,19 @@ async fn stalled_server_times_out_within_fall_interval_timeout() {
     checker.shutdown().await;
 }
 
+/// A server whose certificate names only the DNS name `apiserver.example` (no IP).
+async fn dns_named(pki: &TestPki) -> FakeApiserver {
+    let spec = ServerCertSpec::ips([]).dns("apiserver.example");
+    server_with(pki, "dns", LO4, &spec, None).await
+}
+
+/// A backend the check accepts comes up.
+async fn comes_up(check: HttpsCheck, srv_addr: SocketAddr) {
+    let checker = HealthChecker::start(fast(Check::Https(check)), vec![srv_addr]).unwrap();
+    wait_up(&mut checker.subscribe(), srv_addr).await;
+    checker.shutdown().await;
+}
+
 /// A backend whose certificate cannot be trusted never comes up, and says why.
 async fn never_up(check: HttpsCheck, srv_addr: SocketAddr, reason: &str) {
     let checker = HealthChecker::start(fast(Check::Https(check)), vec![srv_addr]).unwrap();
@@ -160,16 +173,28 @@ async fn wrong_ca_name_mismatch_and_expired_are_refused_with_reasons() {
     let srv = server(&other, "foreign", LO4).await;
     never_up(https(&pki), srv.addr(), "TLS: unknown CA").await;
 
-    // Certificate for 127.0.0.2 only, checked at 127.0.0.1.
-    let wrong_ip = server_with(
-        &pki,
-        "wrongip",
-        LO4,
-        &ServerCertSpec::ips(["127.0.0.2".parse().unwrap()]),
-        None,
-    )
-    .await;
-    never_up(https(&pki), wrong_ip.addr(), "TLS: name mismatch").await;
+    // Certificates of the right CA that do not fit: for 127.0.0.2 only (checked at 127.0.0.1), expired, not yet
+    // valid.
+    for (name, spec, reason) in [
+        (
+            "wrongip",
+            ServerCertSpec::ips(["127.0.0.2".parse().unwrap()]),
+            "TLS: name mismatch",
+        ),
+        (
+            "old",
+            ServerCertSpec::ips([LO4]).validity(Validity::Expired),
+            "TLS: certificate expired",
+        ),
+        (
+            "new",
+            ServerCertSpec::ips([LO4]).validity(Validity::NotYetValid),
+            "TLS: certificate not yet valid",
+        ),
+    ] {
+        let srv = server_with(&pki, name, LO4, &spec, None).await;
+        never_up(https(&pki), srv.addr(), reason).await;
+    }
     // ... and a serverName that is not in the certificate.
     let named = HttpsCheck {
         server_name: Some("apiserver.example".into()),
@@ -180,55 +205,20 @@ async fn wrong_ca_name_mismatch_and_expired_are_refused_with_reasons() {
         server_name: Some("other.example".into()),
         ..https(&pki)
     };
-    let dns_srv = server_with(
-        &pki,
-        "dns",
-        LO4,
-        &ServerCertSpec::ips([]).dns("apiserver.example"),
-        None,
-    )
-    .await;
+    let dns_srv = dns_named(&pki).await;
     never_up(named, dns_srv.addr(), "TLS: name mismatch").await;
-
-    let expired = server_with(
-        &pki,
-        "old",
-        LO4,
-        &ServerCertSpec::ips([LO4]).validity(Validity::Expired),
-        None,
-    )
-    .await;
-    never_up(https(&pki), expired.addr(), "TLS: certificate expired").await;
-    let future = server_with(
-        &pki,
-        "new",
-        LO4,
-        &ServerCertSpec::ips([LO4]).validity(Validity::NotYetValid),
-        None,
-    )
-    .await;
-    never_up(https(&pki), future.addr(), "TLS: certificate not yet valid").await;
 }
 
 #[tokio::test]
 async fn server_name_is_verified_instead_of_the_ip_when_set() {
     init_tracing();
     let pki = TestPki::new("ca").unwrap();
-    let srv = server_with(
-        &pki,
-        "dns",
-        LO4,
-        &ServerCertSpec::ips([]).dns("apiserver.example"),
-        None,
-    )
-    .await;
+    let srv = dns_named(&pki).await;
     let check = HttpsCheck {
         server_name: Some("apiserver.example".into()),
         ..https(&pki)
     };
-    let checker = HealthChecker::start(fast(Check::Https(check)), vec![srv.addr()]).unwrap();
-    wait_up(&mut checker.subscribe(), srv.addr()).await;
-    checker.shutdown().await;
+    comes_up(check, srv.addr()).await;
 }
 
 #[tokio::test]
@@ -271,9 +261,7 @@ async fn client_certificate_required_supplied_or_missing() {
         client_key: Some(client.key.clone()),
         ..https(&pki)
     };
-    let checker = HealthChecker::start(fast(Check::Https(with)), vec![srv.addr()]).unwrap();
-    wait_up(&mut checker.subscribe(), srv.addr()).await;
-    checker.shutdown().await;
+    comes_up(with, srv.addr()).await;
 
     never_up(
         https(&pki),

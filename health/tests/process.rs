@@ -17,17 +17,7 @@ async fn sigstopped_apiserver_is_detected_and_sigcont_recovers() {
     let files = pki
         .server_cert("proc", &ServerCertSpec::ips([LO4]))
         .unwrap();
-    let proc = FakeProcess::spawn([
-        "--listen".as_ref(),
-        "127.0.0.1:0".as_ref(),
-        "--cert".as_ref(),
-        files.cert.as_os_str(),
-        "--key".as_ref(),
-        files.key.as_os_str(),
-        "--name".as_ref(),
-        "stopped".as_ref(),
-    ] as [&std::ffi::OsStr; 8])
-    .unwrap();
+    let proc = FakeProcess::spawn_https((LO4, 0).into(), &files, "stopped", &[]).unwrap();
     let cfg = fast(Check::Https(https(&pki)));
     let checker = HealthChecker::start(cfg.clone(), vec![proc.addr()]).unwrap();
     let mut rx = checker.subscribe();

@@ -896,6 +896,37 @@ pub struct FakeProcess {
 }
 
 impl FakeProcess {
+    /// [`FakeProcess::spawn`] serving HTTPS on `listen` with `cert`, reporting `name` in `/version`; `extra` are
+    /// further arguments (such as `--control 127.0.0.1:0`).
+    pub fn spawn_https(
+        listen: SocketAddr,
+        cert: &CertFiles,
+        name: &str,
+        extra: &[&str],
+    ) -> io::Result<Self> {
+        Self::spawn(Self::https_args(listen, cert, name, extra))
+    }
+
+    /// The command line of a fake apiserver serving HTTPS (see [`FakeProcess::spawn_https`]).
+    fn https_args(
+        listen: SocketAddr,
+        cert: &CertFiles,
+        name: &str,
+        extra: &[&str],
+    ) -> Vec<std::ffi::OsString> {
+        let flags: [(&str, std::ffi::OsString); 4] = [
+            ("--listen", listen.to_string().into()),
+            ("--cert", cert.cert.clone().into()),
+            ("--key", cert.key.clone().into()),
+            ("--name", name.into()),
+        ];
+        flags
+            .into_iter()
+            .flat_map(|(flag, value)| [flag.into(), value])
+            .chain(extra.iter().map(Into::into))
+            .collect()
+    }
+
     /// Spawns [`fake_apiserver_bin`] with `args` and waits for it to print its addresses.
     pub fn spawn<I, S>(args: I) -> io::Result<Self>
     where

@@ -163,19 +163,8 @@ async fn client_certificate_required() {
 async fn binary_signals_control_port_and_clean_exit() {
     let pki = TestPki::new("lab-ca").unwrap();
     let files = pki.server_cert("bin", &ServerCertSpec::ips([LO])).unwrap();
-    let proc = FakeProcess::spawn([
-        "--listen".as_ref(),
-        "127.0.0.1:0".as_ref(),
-        "--cert".as_ref(),
-        files.cert.as_os_str(),
-        "--key".as_ref(),
-        files.key.as_os_str(),
-        "--name".as_ref(),
-        "apiserver-bin".as_ref(),
-        "--control".as_ref(),
-        "127.0.0.1:0".as_ref(),
-    ] as [&std::ffi::OsStr; 10])
-    .unwrap();
+    let extra = ["--control", "127.0.0.1:0"];
+    let proc = FakeProcess::spawn_https((LO, 0).into(), &files, "apiserver-bin", &extra).unwrap();
     let opts = ClientOpts {
         ca: Some(pki.ca_cert().to_path_buf()),
         ..Default::default()

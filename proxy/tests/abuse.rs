@@ -269,17 +269,5 @@ async fn open_and_reset_storm_leaves_nothing_behind() {
 
 /// Stops proxy and backend and checks that every descriptor opened since `before` is closed.
 async fn finish(p: Running, b: Backend, before: usize) {
-    assert!(
-        eventually(Duration::from_secs(10), || p.stats.active.load(Relaxed)
-            == 0)
-        .await
-    );
-    p.stop().await;
-    b.kill().await;
-    drop(b);
-    assert!(
-        eventually(Duration::from_secs(10), || fds() == before).await,
-        "{before} sockets and pipes before, {} after",
-        fds()
-    );
+    stop_and_check_fds(p, b, (fds, before), Duration::from_secs(10), "abuse").await;
 }

@@ -53,19 +53,13 @@ async fn many_concurrent_sessions_leak_no_fd() {
             p.stats.backend(b.addr).unwrap().total.load(Relaxed),
             n as u64
         );
-        assert!(
-            eventually(Duration::from_secs(10), || p.stats.active.load(Relaxed)
-                == 0)
-            .await
-        );
-        p.stop().await;
-        b.kill().await;
-        drop(b);
-        assert!(
-            eventually(Duration::from_secs(5), || fds() == before).await,
-            "{mode:?}: {} fds before, {} after",
-            before,
-            fds()
-        );
+        stop_and_check_fds(
+            p,
+            b,
+            (fds, before),
+            Duration::from_secs(5),
+            &format!("{mode:?}"),
+        )
+        .await;
     }
 }

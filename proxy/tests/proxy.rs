@@ -7,15 +7,45 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use common::*;
-use proxy::{Balance, Forwarding};
+use proxy::{Balance, Forwarding, ProxyConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const MODES: [Forwarding; 2] = [Forwarding::Splice, Forwarding::Copy];
 
+/// One healthy backend of `mode` behind a proxy with `cfg`.
+async fn serve(mode: Mode, cfg: ProxyConfig) -> (Backend, Running) {
+    let b = Backend::spawn(mode).await;
+    let p = start(cfg, &[(b.addr, true)]);
+    (b, p)
+}
+
+/// `fut`'s output; it must come within 10 s.
+async fn in_time<F: std::future::Future>(fut: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(10), fut)
+        .await
+        .expect("within 10 s")
+}
+
+/// Closes `s` with a reset (SO_LINGER 0) instead of a FIN.
+fn reset<S: std::os::fd::AsFd>(s: S) {
+    socket2::SockRef::from(&s)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(s);
+}
+
+#[track_caller]
+fn assert_reset(r: std::io::Result<usize>, mode: Forwarding) {
+    assert_eq!(
+        r.map_err(|e| e.kind()).unwrap_err(),
+        std::io::ErrorKind::ConnectionReset,
+        "{mode:?}"
+    );
+}
+
 async fn large_echo(mode: Forwarding) {
-    let b = Backend::spawn(Mode::Echo).await;
-    let p = start(config(mode), &[(b.addr, true)]);
+    let (b, p) = serve(Mode::Echo, config(mode)).await;
     let total = 64 << 20;
     let (sent, got) = echo_transfer(p.addr, total).await;
     assert_eq!(sent.1, total as u64);
@@ -47,8 +77,7 @@ async fn large_echo_copy() {
 #[tokio::test]
 async fn small_transfers_both_paths() {
     for mode in MODES {
-        let b = Backend::spawn(Mode::Echo).await;
-        let p = start(config(mode), &[(b.addr, true)]);
+        let (_b, p) = serve(Mode::Echo, config(mode)).await;
         for len in [0usize, 1, 2, 100, 1460, 4096, 65535, 65537] {
             let (sent, got) = echo_transfer(p.addr, len).await;
             assert_eq!(sent, got, "{mode:?} len {len}");
@@ -70,17 +99,13 @@ async fn small_transfers_both_paths() {
 async fn half_close_client_side() {
     // The client's FIN reaches the backend, whose answer still flows back afterwards.
     for mode in MODES {
-        let b = Backend::spawn(Mode::Count).await;
-        let p = start(config(mode), &[(b.addr, true)]);
+        let (_b, p) = serve(Mode::Count, config(mode)).await;
         let mut c = TcpStream::connect(p.addr).await.unwrap();
         let data = pattern(3, 300_000);
         c.write_all(&data).await.unwrap();
         c.shutdown().await.unwrap();
         let mut ans = Vec::new();
-        tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut ans))
-            .await
-            .unwrap()
-            .unwrap();
+        in_time(c.read_to_end(&mut ans)).await.unwrap();
         assert_eq!(ans, 300_000u64.to_be_bytes(), "{mode:?}");
         p.stop().await;
     }
@@ -103,18 +128,12 @@ async fn half_close_backend_side() {
         let p = start(config(mode), &[(baddr, true)]);
         let mut c = TcpStream::connect(p.addr).await.unwrap();
         let mut hello = Vec::new();
-        tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut hello))
-            .await
-            .unwrap()
-            .unwrap();
+        in_time(c.read_to_end(&mut hello)).await.unwrap();
         assert_eq!(hello, b"hello");
         let data = pattern(5, 200_000);
         c.write_all(&data).await.unwrap();
         c.shutdown().await.unwrap();
-        let got = tokio::time::timeout(Duration::from_secs(10), server)
-            .await
-            .unwrap()
-            .unwrap();
+        let got = in_time(server).await.unwrap();
         assert_eq!(got, data, "{mode:?}");
         p.stop().await;
     }
@@ -132,35 +151,15 @@ async fn reset_is_propagated_both_ways() {
         let (s, _) = l.accept().await.unwrap();
         c.write_all(b"x").await.unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
-        socket2::SockRef::from(&s)
-            .set_linger(Some(Duration::ZERO))
-            .unwrap();
-        drop(s);
+        reset(s);
         let mut buf = [0u8; 8];
-        let r = tokio::time::timeout(Duration::from_secs(10), c.read(&mut buf))
-            .await
-            .unwrap();
-        assert_eq!(
-            r.map_err(|e| e.kind()).unwrap_err(),
-            std::io::ErrorKind::ConnectionReset,
-            "{mode:?}"
-        );
+        assert_reset(in_time(c.read(&mut buf)).await, mode);
 
         // Client resets: the backend sees a reset.
         let c = TcpStream::connect(p.addr).await.unwrap();
         let (mut s, _) = l.accept().await.unwrap();
-        socket2::SockRef::from(&c)
-            .set_linger(Some(Duration::ZERO))
-            .unwrap();
-        drop(c);
-        let r = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
-            .await
-            .unwrap();
-        assert_eq!(
-            r.map_err(|e| e.kind()).unwrap_err(),
-            std::io::ErrorKind::ConnectionReset,
-            "{mode:?}"
-        );
+        reset(c);
+        assert_reset(in_time(s.read(&mut buf)).await, mode);
         p.stop().await;
     }
 }
@@ -195,8 +194,7 @@ async fn dead_backend_is_retried_elsewhere() {
 #[tokio::test]
 async fn backend_death_mid_stream_closes_client() {
     for mode in MODES {
-        let b = Backend::spawn(Mode::Echo).await;
-        let p = start(config(mode), &[(b.addr, true)]);
+        let (b, p) = serve(Mode::Echo, config(mode)).await;
         let mut c = TcpStream::connect(p.addr).await.unwrap();
         ping(&mut c).await.unwrap();
         b.kill().await;
@@ -387,10 +385,9 @@ async fn shutdown_sessions_on_backend_down() {
 
 #[tokio::test]
 async fn idle_timeout_closes_quiet_sessions() {
-    let b = Backend::spawn(Mode::Echo).await;
     let mut cfg = config(Forwarding::Splice);
     cfg.settings.idle_timeout = Some(Duration::from_millis(300));
-    let p = start(cfg, &[(b.addr, true)]);
+    let (_b, p) = serve(Mode::Echo, cfg).await;
     let mut c = TcpStream::connect(p.addr).await.unwrap();
     // Activity keeps it open past the timeout.
     for _ in 0..6 {
@@ -416,10 +413,9 @@ async fn idle_timeout_closes_quiet_sessions() {
 
 #[tokio::test]
 async fn max_connections_refuses_extra_clients() {
-    let b = Backend::spawn(Mode::Echo).await;
     let mut cfg = config(Forwarding::Splice);
     cfg.settings.max_connections = 3;
-    let p = start(cfg, &[(b.addr, true)]);
+    let (_b, p) = serve(Mode::Echo, cfg).await;
     let mut held = Vec::new();
     for _ in 0..3 {
         let mut c = TcpStream::connect(p.addr).await.unwrap();
@@ -439,10 +435,9 @@ async fn max_connections_refuses_extra_clients() {
 
 #[tokio::test]
 async fn drain_lets_sessions_finish_then_forces() {
-    let b = Backend::spawn(Mode::Echo).await;
     let mut cfg = config(Forwarding::Splice);
     cfg.settings.drain_timeout = Duration::from_millis(1500);
-    let p = start(cfg, &[(b.addr, true)]);
+    let (_b, p) = serve(Mode::Echo, cfg).await;
     let mut inflight = TcpStream::connect(p.addr).await.unwrap();
     ping(&mut inflight).await.unwrap();
     let mut finishing = TcpStream::connect(p.addr).await.unwrap();
@@ -470,30 +465,23 @@ async fn drain_lets_sessions_finish_then_forces() {
         waited >= Duration::from_millis(1000),
         "closed only at the drain deadline ({waited:?})"
     );
-    tokio::time::timeout(Duration::from_secs(10), p.task)
-        .await
-        .unwrap()
-        .unwrap();
+    in_time(p.task).await.unwrap();
     assert_eq!(p.stats.killed.load(Relaxed), 1);
     assert_eq!(p.stats.active.load(Relaxed), 0);
 }
 
 #[tokio::test]
 async fn drain_returns_early_when_sessions_end() {
-    let b = Backend::spawn(Mode::Echo).await;
     let mut cfg = config(Forwarding::Splice);
     cfg.settings.drain_timeout = Duration::from_secs(30);
-    let p = start(cfg, &[(b.addr, true)]);
+    let (_b, p) = serve(Mode::Echo, cfg).await;
     let mut c = TcpStream::connect(p.addr).await.unwrap();
     ping(&mut c).await.unwrap();
     p.shutdown.cancel();
     tokio::time::sleep(Duration::from_millis(200)).await;
     drop(c);
     let t0 = Instant::now();
-    tokio::time::timeout(Duration::from_secs(10), p.task)
-        .await
-        .unwrap()
-        .unwrap();
+    in_time(p.task).await.unwrap();
     assert!(t0.elapsed() < Duration::from_secs(5));
 }
 
@@ -551,10 +539,9 @@ async fn every_thread_setting_serves_drains_and_closes_its_listeners() {
     // same port. Every client is served whichever listener the kernel hands it to, sessions still open at
     // the stop are closed after the drain, and no listener is left accepting.
     for threads in [0, 1, 3] {
-        let b = Backend::spawn(Mode::Echo).await;
         let mut cfg = config(Forwarding::Splice);
         cfg.threads = threads;
-        let p = start(cfg, &[(b.addr, true)]);
+        let (_b, p) = serve(Mode::Echo, cfg).await;
         let mut held = Vec::new();
         for _ in 0..40 {
             let mut c = TcpStream::connect(p.addr).await.unwrap();

@@ -70,6 +70,19 @@ fn assert_error(yaml: &str, expected: &str) {
     );
 }
 
+/// Each case is BASE with `from` replaced by `to`, and the one error that edit must give.
+#[track_caller]
+fn assert_edit_errors(cases: &[(&str, &str, &str)]) {
+    for &(from, to, expected) in cases {
+        assert!(BASE.contains(from), "case {from:?} -> {to:?}: not in BASE");
+        assert_eq!(
+            errors(&BASE.replace(from, to), &on_node()),
+            [expected.to_string()],
+            "case {from:?} -> {to:?}"
+        );
+    }
+}
+
 #[test]
 fn base_derives_the_node_config() {
     let r = run(BASE, &on_node());
@@ -129,14 +142,18 @@ fn separate_lb_pool_and_k8s_ip() {
 
 #[test]
 fn mode_must_be_bundled() {
-    assert_error(
-        &BASE.replace("mode: bundled", "mode: manual"),
-        "spec.loadBalancer.mode: \"manual\" is not supported: vipd implements mode bundled",
-    );
-    assert_error(
-        &BASE.replace("    mode: bundled\n", ""),
-        "spec.loadBalancer.mode: is required",
-    );
+    assert_edit_errors(&[
+        (
+            "mode: bundled",
+            "mode: manual",
+            "spec.loadBalancer.mode: \"manual\" is not supported: vipd implements mode bundled",
+        ),
+        (
+            "    mode: bundled\n",
+            "",
+            "spec.loadBalancer.mode: is required",
+        ),
+    ]);
 }
 
 #[test]
@@ -151,43 +168,55 @@ fn port_default_and_range() {
 
 #[test]
 fn control_plane_vip_rules() {
-    assert_error(
-        &BASE.replace("controlPlaneVIP: 192.0.2.100", "controlPlaneVIP: 192.0.2.145"),
-        "spec.loadBalancer.vips.controlPlaneVIP: 192.0.2.145 is inside address pool range \"192.0.2.144/28\" \
-         (spec.loadBalancer.addressPools[0].addresses[0]); the control-plane VIP must be in no pool",
-    );
-    assert_error(
-        &BASE.replace("controlPlaneVIP: 192.0.2.100", "controlPlaneVIP: 198.51.100.100"),
-        "spec.loadBalancer.vips.controlPlaneVIP: 198.51.100.100 is not in the load-balancer nodes' subnet 192.0.2.0/24",
-    );
-    assert_error(
-        &BASE.replace("controlPlaneVIP: 192.0.2.100", "controlPlaneVIP: 0.0.0.0"),
-        "spec.loadBalancer.vips.controlPlaneVIP: 0.0.0.0 is not a unicast host address",
-    );
-    assert_error(
-        &BASE.replace("      controlPlaneVIP: 192.0.2.100\n", ""),
-        "spec.loadBalancer.vips.controlPlaneVIP: is required",
-    );
+    let vip = "controlPlaneVIP: 192.0.2.100";
+    assert_edit_errors(&[
+        (
+            vip,
+            "controlPlaneVIP: 192.0.2.145",
+            "spec.loadBalancer.vips.controlPlaneVIP: 192.0.2.145 is inside address pool range \"192.0.2.144/28\" \
+             (spec.loadBalancer.addressPools[0].addresses[0]); the control-plane VIP must be in no pool",
+        ),
+        (
+            vip,
+            "controlPlaneVIP: 198.51.100.100",
+            "spec.loadBalancer.vips.controlPlaneVIP: 198.51.100.100 is not in the load-balancer nodes' subnet 192.0.2.0/24",
+        ),
+        (
+            vip,
+            "controlPlaneVIP: 0.0.0.0",
+            "spec.loadBalancer.vips.controlPlaneVIP: 0.0.0.0 is not a unicast host address",
+        ),
+        (
+            "      controlPlaneVIP: 192.0.2.100\n",
+            "",
+            "spec.loadBalancer.vips.controlPlaneVIP: is required",
+        ),
+    ]);
 }
 
 #[test]
 fn ingress_vip_rules() {
-    assert_error(
-        &BASE.replace("ingressVIP: 192.0.2.150", "ingressVIP: 192.0.2.120"),
-        "spec.loadBalancer.vips.ingressVIP: 192.0.2.120 is in no address pool",
-    );
-    assert_error(
-        &BASE.replace("type: user", "type: admin"),
-        "spec.loadBalancer.vips.ingressVIP: is not allowed in an admin cluster (spec.type: admin): admin clusters run no ingress",
-    );
+    assert_edit_errors(&[
+        (
+            "ingressVIP: 192.0.2.150",
+            "ingressVIP: 192.0.2.120",
+            "spec.loadBalancer.vips.ingressVIP: 192.0.2.120 is in no address pool",
+        ),
+        (
+            "type: user",
+            "type: admin",
+            "spec.loadBalancer.vips.ingressVIP: is not allowed in an admin cluster (spec.type: admin): admin clusters run no ingress",
+        ),
+        (
+            "type: user",
+            "type: tenant",
+            "spec.type: \"tenant\" is not one of admin | user | hybrid | standalone",
+        ),
+    ]);
     let admin = BASE
         .replace("type: user", "type: admin")
         .replace("      ingressVIP: 192.0.2.150\n", "");
     assert!(errors(&admin, &on_node()).is_empty());
-    assert_error(
-        &BASE.replace("type: user", "type: tenant"),
-        "spec.type: \"tenant\" is not one of admin | user | hybrid | standalone",
-    );
 }
 
 #[test]
@@ -206,14 +235,18 @@ fn avoid_buggy_ips() {
         .replace("ingressVIP: 192.0.2.150", "ingressVIP: 192.0.2.255")
         .replace("192.0.2.144/28", "192.0.2.240/28");
     assert!(errors(&without, &on_node()).is_empty());
-    assert_error(
-        &BASE.replace("192.0.2.144/28", "192.0.2.144/28\n        avoidBuggyIPs: 1"),
-        "spec.loadBalancer.addressPools[0].avoidBuggyIPs: 1 is not true or false",
-    );
-    assert_error(
-        &BASE.replace("192.0.2.144/28", "192.0.2.144/28\n        manualAssign: x"),
-        "spec.loadBalancer.addressPools[0].manualAssign: \"x\" is not true or false",
-    );
+    assert_edit_errors(&[
+        (
+            "192.0.2.144/28",
+            "192.0.2.144/28\n        avoidBuggyIPs: 1",
+            "spec.loadBalancer.addressPools[0].avoidBuggyIPs: 1 is not true or false",
+        ),
+        (
+            "192.0.2.144/28",
+            "192.0.2.144/28\n        manualAssign: x",
+            "spec.loadBalancer.addressPools[0].manualAssign: \"x\" is not true or false",
+        ),
+    ]);
 }
 
 #[test]
@@ -235,35 +268,33 @@ fn address_forms() {
             &format!("- 192.0.2.144/28\n          - {r}"),
         )
     };
-    let p = "spec.loadBalancer.addressPools[0].addresses[1]";
-    assert_error(
-        &a("192.0.2.170 - 192.0.2.180"),
-        &format!("{p}: \"192.0.2.170 - 192.0.2.180\" has spaces around the dash; write A-B"),
-    );
-    assert_error(
-        &a("192.0.2.180-192.0.2.170"),
-        &format!("{p}: \"192.0.2.180-192.0.2.170\" starts after it ends"),
-    );
-    assert_error(
-        &a("192.0.2.170-2001:db8::1"),
-        &format!("{p}: \"192.0.2.170-2001:db8::1\" mixes IPv4 and IPv6"),
-    );
-    assert_error(
-        &a("192.0.2.170/28"),
-        &format!("{p}: \"192.0.2.170/28\" has host bits set (the network is 192.0.2.160/28)"),
-    );
-    assert_error(
-        &a("192.0.2.0/40"),
-        &format!("{p}: \"192.0.2.0/40\" is not a CIDR (address/prefix)"),
-    );
-    assert_error(
-        &a("192.0.2.170"),
-        &format!("{p}: \"192.0.2.170\" is neither a CIDR (192.0.2.0/24) nor a range (192.0.2.10-192.0.2.20)"),
-    );
-    assert_error(
-        &a("x-192.0.2.170"),
-        &format!("{p}: \"x-192.0.2.170\" has a start \"x\" that is not an IP address"),
-    );
+    // Each range, added as the pool's second, and the rule it breaks.
+    for (range, rule) in [
+        (
+            "192.0.2.170 - 192.0.2.180",
+            "has spaces around the dash; write A-B",
+        ),
+        ("192.0.2.180-192.0.2.170", "starts after it ends"),
+        ("192.0.2.170-2001:db8::1", "mixes IPv4 and IPv6"),
+        (
+            "192.0.2.170/28",
+            "has host bits set (the network is 192.0.2.160/28)",
+        ),
+        ("192.0.2.0/40", "is not a CIDR (address/prefix)"),
+        (
+            "192.0.2.170",
+            "is neither a CIDR (192.0.2.0/24) nor a range (192.0.2.10-192.0.2.20)",
+        ),
+        (
+            "x-192.0.2.170",
+            "has a start \"x\" that is not an IP address",
+        ),
+    ] {
+        assert_error(
+            &a(range),
+            &format!("spec.loadBalancer.addressPools[0].addresses[1]: \"{range}\" {rule}"),
+        );
+    }
     assert!(errors(&a("192.0.2.170-192.0.2.170"), &on_node()).is_empty());
     let empty = BASE
         .replace(
@@ -334,18 +365,24 @@ fn nodes_must_be_in_one_subnet_by_their_l2_address() {
 
 #[test]
 fn node_list_rules() {
-    assert_error(
-        &BASE.replace("- address: 192.0.2.13", "- address: 192.0.2.12"),
-        "spec.controlPlane.nodePoolSpec.nodes[2].address: 192.0.2.12 is listed twice (also spec.controlPlane.nodePoolSpec.nodes[1])",
-    );
-    assert_error(
-        &BASE.replace("- address: 192.0.2.13", "- k8sIP: 192.0.2.13"),
-        "spec.controlPlane.nodePoolSpec.nodes[2].address: is required",
-    );
-    assert_error(
-        &BASE.replace("- address: 192.0.2.13", "- address: 192.0.2.x"),
-        "spec.controlPlane.nodePoolSpec.nodes[2].address: \"192.0.2.x\" is not an IPv4 or IPv6 address",
-    );
+    let third = "- address: 192.0.2.13";
+    assert_edit_errors(&[
+        (
+            third,
+            "- address: 192.0.2.12",
+            "spec.controlPlane.nodePoolSpec.nodes[2].address: 192.0.2.12 is listed twice (also spec.controlPlane.nodePoolSpec.nodes[1])",
+        ),
+        (
+            third,
+            "- k8sIP: 192.0.2.13",
+            "spec.controlPlane.nodePoolSpec.nodes[2].address: is required",
+        ),
+        (
+            third,
+            "- address: 192.0.2.x",
+            "spec.controlPlane.nodePoolSpec.nodes[2].address: \"192.0.2.x\" is not an IPv4 or IPv6 address",
+        ),
+    ]);
     let none = BASE.replace(
         "        - address: 192.0.2.11\n        - address: 192.0.2.12\n        - address: 192.0.2.13\n",
         "        []\n",

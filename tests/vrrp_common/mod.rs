@@ -144,6 +144,12 @@ pub fn wait_state(p: &NodeProc, want: &str, timeout: Duration) -> bool {
     p.vipd.wait_state(want, timeout).is_some()
 }
 
+/// `p` reaches `want` within `timeout`; else fails with `what` and the node's log.
+#[track_caller]
+pub fn assert_reaches(p: &NodeProc, want: &str, timeout: Duration, what: &str) {
+    assert!(wait_state(p, want, timeout), "{what}: {:?}", p.lines());
+}
+
 /// The node's VRRP counters from `/metrics`: `vipd_vrrp_<name>_total` as `<name>`, and
 /// `vipd_vrrp_packets_dropped_total{reason="<r>"}` as `drop_<r>`.
 pub fn stats(p: &NodeProc) -> HashMap<String, u64> {
@@ -421,4 +427,20 @@ pub fn lab(tag: &str, n: usize) -> Lab {
     }
     lab.add_node("client").unwrap();
     lab
+}
+
+/// The first `N` nodes of a [`lab`] (n0..) and its client.
+pub fn lab_nodes<const N: usize>(lab: &Lab) -> ([&Node; N], &Node) {
+    let nodes = std::array::from_fn(|i| lab.node(&format!("n{i}")));
+    (nodes, lab.node("client"))
+}
+
+/// `vipd run` on each node for VRID `vrid` and `vip`, with the priority at the node's index.
+pub fn start_nodes<const N: usize>(
+    nodes: &[&Node; N],
+    vrid: u8,
+    priorities: [u8; N],
+    vip: IpAddr,
+) -> [NodeProc; N] {
+    std::array::from_fn(|i| start_node(nodes[i], &NodeSpec::new(vrid, priorities[i], vip)))
 }

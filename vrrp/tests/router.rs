@@ -34,8 +34,13 @@ fn changed(from: State, to: State, reason: R) -> Action {
 }
 
 fn advert(prio: u8) -> Input {
+    advert_from(prio, 2)
+}
+
+/// A VRRPv3 advertisement of VRID 51 for the configured VIP, from 192.0.2.`from`.
+fn advert_from(prio: u8, from: u8) -> Input {
     Input::Advert {
-        src: IpAddr::from([192, 0, 2, 2]),
+        src: IpAddr::from([192, 0, 2, from]),
         advert: Advertisement {
             vrid: Vrid::new(51).unwrap(),
             priority: Priority(prio),
@@ -43,6 +48,29 @@ fn advert(prio: u8) -> Input {
             addresses: vec![IpAddr::from([192, 0, 2, 100])],
         },
     }
+}
+
+fn sent(prio: u8) -> Action {
+    Action::SendAdvert {
+        priority: Priority(prio),
+    }
+}
+
+/// What a master does when it gives up for `reason`: a priority-0 advertisement, the VIPs removed, the change.
+fn gives_up(to: State, reason: R) -> Vec<Action> {
+    vec![
+        sent(0),
+        Action::RemoveVips,
+        changed(State::Master, to, reason),
+    ]
+}
+
+/// A router of priority `prio` that has started as backup at `t0`.
+fn backup(prio: u8, t0: Instant) -> Router {
+    let mut r = Router::new(cfg(prio));
+    r.handle(t0, Input::Startup);
+    drain(&mut r);
+    r
 }
 
 /// A router that has become master at `t0` (owner priority skips the wait).
@@ -103,9 +131,7 @@ fn owner_start_up_actions() {
         vec![
             changed(State::Initialize, State::Master, R::Owner),
             Action::AddVips,
-            Action::SendAdvert {
-                priority: Priority(255)
-            },
+            sent(255),
             Action::Announce { count: 5 },
         ]
     );
@@ -117,25 +143,14 @@ fn shutdown_as_master_sends_priority_zero_and_removes_vips() {
     let t0 = Instant::now();
     let mut r = master(100, t0);
     r.handle(t0 + Duration::from_secs(10), Input::Shutdown);
-    assert_eq!(
-        drain(&mut r),
-        vec![
-            Action::SendAdvert {
-                priority: Priority(0)
-            },
-            Action::RemoveVips,
-            changed(State::Master, State::Initialize, R::Shutdown),
-        ]
-    );
+    assert_eq!(drain(&mut r), gives_up(State::Initialize, R::Shutdown));
     assert_eq!(r.poll_timeout(), None);
 }
 
 #[test]
 fn shutdown_as_backup_is_silent() {
     let t0 = Instant::now();
-    let mut r = Router::new(cfg(100));
-    r.handle(t0, Input::Startup);
-    drain(&mut r);
+    let mut r = backup(100, t0);
     r.handle(t0, Input::Shutdown);
     assert_eq!(
         drain(&mut r),
@@ -150,16 +165,7 @@ fn link_down_as_master_gives_up_with_priority_zero_and_link_up_waits_as_backup()
     let mut r = master(100, t0);
     let t1 = t0 + Duration::from_secs(20);
     r.handle(t1, Input::LinkDown);
-    assert_eq!(
-        drain(&mut r),
-        vec![
-            Action::SendAdvert {
-                priority: Priority(0)
-            },
-            Action::RemoveVips,
-            changed(State::Master, State::Fault, R::LinkDown),
-        ]
-    );
+    assert_eq!(drain(&mut r), gives_up(State::Fault, R::LinkDown));
     assert_eq!(r.poll_timeout(), None);
     // Adverts and timeouts are ignored in Fault.
     r.handle(t1, advert(50));
@@ -182,16 +188,7 @@ fn track_fault_needs_both_conditions_cleared() {
     let t0 = Instant::now();
     let mut r = master(100, t0);
     r.handle(t0, Input::TrackFault(true));
-    assert_eq!(
-        drain(&mut r),
-        vec![
-            Action::SendAdvert {
-                priority: Priority(0)
-            },
-            Action::RemoveVips,
-            changed(State::Master, State::Fault, R::TrackFault),
-        ]
-    );
+    assert_eq!(drain(&mut r), gives_up(State::Fault, R::TrackFault));
     r.handle(t0, Input::LinkDown);
     r.handle(t0, Input::TrackFault(false));
     assert_eq!(drain(&mut r), vec![]);
@@ -224,9 +221,7 @@ fn start_up_with_a_fault_goes_to_fault() {
 #[test]
 fn backup_in_fault_goes_quietly() {
     let t0 = Instant::now();
-    let mut r = Router::new(cfg(100));
-    r.handle(t0, Input::Startup);
-    drain(&mut r);
+    let mut r = backup(100, t0);
     r.handle(t0, Input::LinkDown);
     assert_eq!(
         drain(&mut r),
@@ -257,12 +252,7 @@ fn master_answers_priority_zero_and_lower_priority_at_once() {
     r.handle(t1, advert(0));
     assert_eq!(
         drain(&mut r),
-        vec![
-            Action::SendAdvert {
-                priority: Priority(100)
-            },
-            Action::Announce { count: 5 },
-        ]
+        vec![sent(100), Action::Announce { count: 5 },]
     );
     assert_eq!(r.poll_timeout(), Some(t1 + Duration::from_secs(1)));
 }
@@ -277,22 +267,12 @@ fn master_hearing_lower_priority_re_announces_now_and_one_interval_later() {
     r.handle(t1, advert(99));
     assert_eq!(
         drain(&mut r),
-        vec![
-            Action::SendAdvert {
-                priority: Priority(100)
-            },
-            Action::Announce { count: 5 }
-        ]
+        vec![sent(100), Action::Announce { count: 5 }]
     );
     // Within the rate limit: the advert is answered, no new burst.
     let t2 = t1 + Duration::from_millis(300);
     r.handle(t2, advert(99));
-    assert_eq!(
-        drain(&mut r),
-        vec![Action::SendAdvert {
-            priority: Priority(100)
-        }]
-    );
+    assert_eq!(drain(&mut r), vec![sent(100)]);
     // The second burst one advertisement interval (1 s here) after the first.
     let t3 = t1 + Duration::from_secs(1);
     assert_eq!(r.poll_timeout(), Some(t2 + Duration::from_millis(700)));
@@ -319,9 +299,7 @@ fn master_hearing_higher_priority_steps_down_and_removes_vips() {
     assert_eq!(
         drain(&mut r),
         vec![
-            Action::SendAdvert {
-                priority: Priority(100)
-            },
+            sent(100),
             Action::RemoveVips,
             changed(State::Master, State::Backup, R::HigherPriority),
             // The repair of our own announcements: gratuitous ARP naming the winner (Router::start_repair).
@@ -469,20 +447,10 @@ fn mismatches_are_reported_not_dropped() {
 }
 
 fn advert_v2(prio: u8, from: u8) -> Input {
-    let Input::Advert { advert, .. } = advert(prio) else {
+    let Input::Advert { advert, .. } = advert_from(prio, from) else {
         unreachable!()
     };
     Input::AdvertV2 {
-        src: IpAddr::from([192, 0, 2, from]),
-        advert,
-    }
-}
-
-fn advert_from(prio: u8, from: u8) -> Input {
-    let Input::Advert { advert, .. } = advert(prio) else {
-        unreachable!()
-    };
-    Input::Advert {
         src: IpAddr::from([192, 0, 2, from]),
         advert,
     }

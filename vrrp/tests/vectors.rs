@@ -1,20 +1,17 @@
 //! Byte/struct pairs against the frames Keepalived 2.2.7 really sent (`tests/data/keepalived-2.2.7.json`,
 //! a copy of the shared capture): every VRRPv3 frame decodes to exactly the listed fields and re-encodes to the
 //! same VRRP bytes; the ARP / NA frames are rebuilt byte for byte.
+mod vectors_common;
+
 use std::net::IpAddr;
 
 use serde_json::Value;
+use vectors_common::{common_fields, num};
 use vrrp::proto::packet::Ipv4Header;
-use vrrp::proto::{frames, Advertisement, Centis, ChecksumMode, DecodeError, Priority, Vrid};
-
-fn frames_json() -> Vec<Value> {
-    let text = include_str!("data/keepalived-2.2.7.json");
-    let v: Value = serde_json::from_str(text).unwrap();
-    v["frames"].as_array().unwrap().clone()
-}
+use vrrp::proto::{frames, Advertisement, Centis, ChecksumMode, DecodeError};
 
 fn frame(name: &str) -> (Value, Vec<u8>) {
-    let f = frames_json()
+    let f = vectors_common::frames("keepalived-2.2.7.json")
         .into_iter()
         .find(|f| f["name"] == name)
         .unwrap_or_else(|| panic!("no vector {name}"));
@@ -44,17 +41,13 @@ fn ip_payload(frame: &[u8]) -> (IpAddr, IpAddr, &[u8]) {
 
 fn expected(f: &Value) -> (Advertisement, u16) {
     let v = &f["vrrp"];
-    let n = |k: &str| v[k].as_u64().unwrap();
+    let n = |k: &str| num(v, k);
+    let (vrid, priority, addresses) = common_fields(v);
     let adv = Advertisement {
-        vrid: Vrid::new(n("vrid") as u8).unwrap(),
-        priority: Priority(n("priority") as u8),
+        vrid,
+        priority,
         max_advert_int: Centis::new(n("max_advert_int_centiseconds") as u16).unwrap(),
-        addresses: v["addresses"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| a.as_str().unwrap().parse().unwrap())
-            .collect(),
+        addresses,
     };
     assert_eq!(n("count_addrs") as usize, adv.addresses.len());
     assert_eq!(n("version"), 3);

@@ -2,18 +2,15 @@
 //! `vrrp_version` line): `tests/data/keepalived-2.2.7-v2.json`, captured by `capture-keepalived-v2.sh` and
 //! decoded field by field by tshark. Every frame decodes to exactly those fields, passes (or fails) the
 //! authentication check as Keepalived's configuration says, and re-encodes to the same VRRP bytes.
+mod vectors_common;
+
 use std::net::{IpAddr, Ipv4Addr};
 
 use serde_json::Value;
+use vectors_common::{common_fields, frames, num};
 use vrrp::proto::packet::Ipv4Header;
 use vrrp::proto::v2::{self, AdvertisementV2};
-use vrrp::proto::{Advertisement, Auth, DecodeError, Priority, Vrid};
-
-fn frames(file: &str) -> Vec<Value> {
-    let path = format!("{}/tests/data/{file}", env!("CARGO_MANIFEST_DIR"));
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    v["frames"].as_array().unwrap().clone()
-}
+use vrrp::proto::{Advertisement, Auth, DecodeError};
 
 /// (IP header, VRRP message) of an Ethernet frame carrying IPv4.
 fn split(f: &Value) -> (Ipv4Header, Vec<u8>) {
@@ -24,20 +21,16 @@ fn split(f: &Value) -> (Ipv4Header, Vec<u8>) {
 }
 
 fn expected(v: &Value) -> AdvertisementV2 {
-    let n = |k: &str| v[k].as_u64().unwrap();
+    let n = |k: &str| num(v, k);
     let auth = v["auth_string"].as_str().unwrap().as_bytes();
     let mut auth_data = [0u8; 8];
     auth_data[..auth.len()].copy_from_slice(auth);
+    let (vrid, priority, addresses) = common_fields(v);
     AdvertisementV2 {
-        vrid: Vrid::new(n("vrid") as u8).unwrap(),
-        priority: Priority(n("priority") as u8),
+        vrid,
+        priority,
         adver_int: n("advert_int_seconds") as u8,
-        addresses: v["addresses"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| a.as_str().unwrap().parse().unwrap())
-            .collect(),
+        addresses,
         auth_type: n("auth_type") as u8,
         auth_data,
     }

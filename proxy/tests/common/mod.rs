@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -268,4 +269,28 @@ pub async fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     f()
+}
+
+/// Stops proxy and backend once no session is left, then waits up to `settle` for the descriptor count
+/// `fds()` to be back at `before`; `what` names the case in the failure.
+pub async fn stop_and_check_fds(
+    p: Running,
+    b: Backend,
+    (fds, before): (fn() -> usize, usize),
+    settle: Duration,
+    what: &str,
+) {
+    assert!(
+        eventually(Duration::from_secs(10), || p.stats.active.load(Relaxed)
+            == 0)
+        .await
+    );
+    p.stop().await;
+    b.kill().await;
+    drop(b);
+    assert!(
+        eventually(settle, || fds() == before).await,
+        "{what}: {before} sockets and pipes before, {} after",
+        fds()
+    );
 }
