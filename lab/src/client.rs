@@ -389,74 +389,62 @@ async fn run(spec: ProbeSpec, samples: &Mutex<Vec<Sample>>, stop: &AtomicBool) {
 mod tests {
     use super::*;
 
-    /// A sample `at_ms` after `base`, lasting `len_ms`.
-    fn sample(base: Instant, at_ms: u64, len_ms: u64, ok: bool) -> Sample {
-        let start = base + Duration::from_millis(at_ms);
-        Sample {
-            start,
-            end: start + Duration::from_millis(len_ms),
-            result: if ok {
-                Ok("api0".into())
-            } else {
-                Err("connect: connection refused".into())
-            },
-            attempts: 1,
-        }
-    }
-
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
+    }
+
+    /// Hand-built samples, one per `(start, length, served)` row in milliseconds after `base`.
+    fn history(base: Instant, rows: &[(u64, u64, bool)]) -> Vec<Sample> {
+        let one = |&(at, len, served): &(u64, u64, bool)| Sample {
+            start: base + ms(at),
+            end: base + ms(at + len),
+            result: served
+                .then(|| "api0".to_string())
+                .ok_or_else(|| "connect: connection refused".to_string()),
+            attempts: 1,
+        };
+        rows.iter().map(one).collect()
     }
 
     #[test]
     fn the_outage_is_the_longest_stretch_between_successful_ends() {
         let b = Instant::now();
         // Successes end at 5, 25, 165 and 185 ms; failures in between do not end the stretch.
-        let s = [
-            sample(b, 0, 5, true),
-            sample(b, 20, 5, true),
-            sample(b, 40, 1, false),
-            sample(b, 60, 1, false),
-            sample(b, 160, 5, true),
-            sample(b, 180, 5, true),
+        let rows = [
+            (0, 5, true),
+            (20, 5, true),
+            (40, 1, false),
+            (60, 1, false),
+            (160, 5, true),
+            (180, 5, true),
         ];
+        let s = history(b, &rows);
         assert_eq!(longest_without_success(&s, b, b + ms(200)), ms(140));
         // Without the failures nothing changes: what counts is when the client was last served.
-        let only_ok: Vec<Sample> = s.iter().filter(|s| s.ok()).cloned().collect();
+        let only_ok: Vec<Sample> = s.into_iter().filter(Sample::ok).collect();
         assert_eq!(longest_without_success(&only_ok, b, b + ms(200)), ms(140));
     }
 
     #[test]
     fn the_window_edges_count_and_samples_outside_do_not() {
         let b = Instant::now();
-        let s = [
-            sample(b, 0, 5, true),
-            sample(b, 300, 10, true),
-            sample(b, 400, 10, true),
-        ];
+        let s = history(b, &[(0, 5, true), (300, 10, true), (400, 10, true)]);
+        let worst = |from: u64, to: u64| longest_without_success(&s, b + ms(from), b + ms(to));
         // From the window's start to the first success in it (at 310), and from the last (410) to the end.
-        assert_eq!(
-            longest_without_success(&s, b + ms(100), b + ms(420)),
-            ms(210)
-        );
-        assert_eq!(
-            longest_without_success(&s, b + ms(100), b + ms(900)),
-            ms(490)
-        );
+        assert_eq!(worst(100, 420), ms(210));
+        assert_eq!(worst(100, 900), ms(490));
         // A success that ends after `to` does not shorten the window's tail.
-        assert_eq!(longest_without_success(&s, b, b + ms(405)), ms(305));
+        assert_eq!(worst(0, 405), ms(305));
         // Nothing served in the window: all of it.
-        assert_eq!(
-            longest_without_success(&s, b + ms(10), b + ms(250)),
-            ms(240)
-        );
+        assert_eq!(worst(10, 250), ms(240));
         assert_eq!(longest_without_success(&[], b, b + ms(50)), ms(50));
     }
 
     #[test]
     fn a_run_of_successes_is_no_outage_beyond_its_spacing() {
         let b = Instant::now();
-        let s: Vec<Sample> = (0..10).map(|i| sample(b, 20 * i, 2, true)).collect();
+        let rows: Vec<(u64, u64, bool)> = (0..10).map(|i| (20 * i, 2, true)).collect();
+        let s = history(b, &rows);
         assert_eq!(longest_without_success(&s, b, b + ms(182)), ms(20));
     }
 
