@@ -109,17 +109,9 @@ fn three_nodes_run_from_one_cluster_configuration() {
             let cert = pki
                 .server_cert(&format!("api{i}"), &ServerCertSpec::ips([apis[i], vip()]))
                 .unwrap();
-            let args = [
-                "--listen".to_string(),
-                SocketAddr::new(apis[i], 6443).to_string(),
-                "--cert".into(),
-                cert.cert.display().to_string(),
-                "--key".into(),
-                cert.key.display().to_string(),
-                "--name".into(),
-                format!("api{i}"),
-            ];
-            FakeProcess::spawn_in(lab.node(&format!("api{i}")).ns.name(), args).unwrap()
+            let listen = SocketAddr::new(apis[i], 6443);
+            let ns = lab.node(&format!("api{i}")).ns.name();
+            FakeProcess::spawn_https_in(ns, listen, &cert, &format!("api{i}"), &[]).unwrap()
         })
         .collect();
     let cluster = dir.join("cluster.yaml");

@@ -85,22 +85,10 @@ impl E2e {
                 .server_cert(&format!("api{i}"), &ServerCertSpec::ips([ip, vip()]))
                 .unwrap();
             let addr = SocketAddr::new(ip, 6443);
-            let p = FakeProcess::spawn_in(
-                node.ns.name(),
-                [
-                    "--listen".to_string(),
-                    addr.to_string(),
-                    "--cert".into(),
-                    cert.cert.display().to_string(),
-                    "--key".into(),
-                    cert.key.display().to_string(),
-                    "--name".into(),
-                    format!("api{i}"),
-                    "--watch-interval-ms".into(),
-                    "50".into(),
-                ],
-            )
-            .unwrap();
+            let name = format!("api{i}");
+            let extra = ["--watch-interval-ms", "50"];
+            let p =
+                FakeProcess::spawn_https_in(node.ns.name(), addr, &cert, &name, &extra).unwrap();
             apis.push(Some(p));
             api_addrs.push(addr);
         }
@@ -590,7 +578,7 @@ fn sigterm_master_no_client_request_fails() {
     // No request fails for want of a connection: refused or lost connects are retried and reach a master.
     let connect_fails: Vec<Sample> = fails
         .iter()
-        .filter(|s| matches!(&s.result, Err(r) if r.starts_with("connect")))
+        .filter(|s| matches!(&s.result, Err(r) if r.starts_with("connect:")))
         .cloned()
         .collect();
     assert!(

@@ -344,20 +344,7 @@ impl Cluster {
             let cert = pki
                 .server_cert(n, &ServerCertSpec::ips([addrs[i].ip(), vip()]))
                 .unwrap();
-            let api = FakeProcess::spawn_in(
-                node.ns.name(),
-                [
-                    "--listen".to_string(),
-                    addrs[i].to_string(),
-                    "--cert".into(),
-                    cert.cert.display().to_string(),
-                    "--key".into(),
-                    cert.key.display().to_string(),
-                    "--name".into(),
-                    n.to_string(),
-                ],
-            )
-            .unwrap();
+            let api = FakeProcess::spawn_https_in(node.ns.name(), addrs[i], &cert, n, &[]).unwrap();
             apis.push(api);
             let dir = TempDir::new(&format!("mig-{n}")).unwrap();
             let script = dir.join("check_apiserver.sh");

@@ -952,6 +952,29 @@ impl FakeProcess {
         Self::spawn_command(cmd)
     }
 
+    /// [`FakeProcess::spawn_in`] serving HTTPS on `listen` with `cert`, reporting `name` in `/version`; `extra`
+    /// are further arguments (such as `--watch-interval-ms 50`).
+    pub fn spawn_https_in(
+        ns_name: &str,
+        listen: SocketAddr,
+        cert: &CertFiles,
+        name: &str,
+        extra: &[&str],
+    ) -> io::Result<Self> {
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "--listen".into(),
+            listen.to_string().into(),
+            "--cert".into(),
+            cert.cert.clone().into(),
+            "--key".into(),
+            cert.key.clone().into(),
+            "--name".into(),
+            name.into(),
+        ];
+        args.extend(extra.iter().map(Into::into));
+        Self::spawn_in(ns_name, args)
+    }
+
     fn spawn_command(mut cmd: std::process::Command) -> io::Result<Self> {
         use std::io::BufRead;
         let mut child = cmd
