@@ -354,13 +354,7 @@ fn lb1_takes_over(e: &E2e, since: Instant, also: impl Fn() -> bool) -> Duration 
 
 /// Waits for `n` successes from now, then prints `event` (`took` after it) and returns the client's longest
 /// outage since `since`.
-fn served_again(
-    client: &ClientLoop,
-    since: Instant,
-    n: usize,
-    event: &str,
-    took: Duration,
-) -> Duration {
+fn served_again(client: &Probe, since: Instant, n: usize, event: &str, took: Duration) -> Duration {
     assert!(client.wait_successes_after(Instant::now(), n, Duration::from_secs(10)));
     let outage = client.outage(since, Instant::now());
     println!(
@@ -372,7 +366,7 @@ fn served_again(
 }
 
 /// Settled: the next 10 requests succeed and none fails meanwhile.
-fn assert_settled(client: &ClientLoop) {
+fn assert_settled(client: &Probe) {
     let settled = Instant::now();
     assert!(client.wait_successes_after(settled, 10, Duration::from_secs(10)));
     assert!(client.failures(settled, Instant::now()).is_empty());

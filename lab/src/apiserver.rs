@@ -961,18 +961,7 @@ impl FakeProcess {
         name: &str,
         extra: &[&str],
     ) -> io::Result<Self> {
-        let mut args: Vec<std::ffi::OsString> = vec![
-            "--listen".into(),
-            listen.to_string().into(),
-            "--cert".into(),
-            cert.cert.clone().into(),
-            "--key".into(),
-            cert.key.clone().into(),
-            "--name".into(),
-            name.into(),
-        ];
-        args.extend(extra.iter().map(Into::into));
-        Self::spawn_in(ns_name, args)
+        Self::spawn_in(ns_name, Self::https_args(listen, cert, name, extra))
     }
 
     fn spawn_command(mut cmd: std::process::Command) -> io::Result<Self> {
