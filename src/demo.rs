@@ -16,9 +16,7 @@ use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -27,9 +25,10 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use vipd_lab::apiserver::{
-    get, ClientOpts, FakeConfig, NsApiserver, ServerCertSpec, ServerTls, TestPki,
+    ClientOpts, FakeConfig, NsApiserver, ServerCertSpec, ServerTls, TestPki,
 };
-use vipd_lab::netns::{spawn_in_netns, Lab, TempDir};
+use vipd_lab::client::{Probe, ProbeSpec, Sample};
+use vipd_lab::netns::{Lab, TempDir};
 use vipd_lab::vipd::{HealthSpec, VipdNode, VipdSpec};
 
 use crate::admin::{StatusDoc, VrrpState};
@@ -183,125 +182,6 @@ fn install_signal_thread(clock: Clock) -> Result<()> {
 // The client
 // ---------------------------------------------------------------------------------------------------------
 
-/// One client request through the VIP: when it started and ended, and which apiserver answered (or why not).
-#[derive(Debug, Clone)]
-struct Sample {
-    start: Instant,
-    end: Instant,
-    result: Result<String, String>,
-}
-
-/// The client namespace's request loop: HTTPS `GET /version` to VIP:443 every [`PROBE_EVERY`], the
-/// certificate verified against the demo CA for the VIP's address, each result recorded.
-#[derive(Debug)]
-struct Probe {
-    samples: Arc<Mutex<Vec<Sample>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Result<std::io::Result<()>>>>,
-}
-
-impl Probe {
-    fn start(ns_name: &str, target: SocketAddr, ca: PathBuf) -> Result<Probe> {
-        let samples = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (s, st) = (samples.clone(), stop.clone());
-        let thread = spawn_in_netns(ns_name, "demo-client", move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(probe_loop(target, ca, s, st));
-            Ok(())
-        })?;
-        Ok(Probe {
-            samples,
-            stop,
-            thread: Some(thread),
-        })
-    }
-
-    fn len(&self) -> usize {
-        self.samples.lock().map(|s| s.len()).unwrap_or(0)
-    }
-
-    fn since(&self, from: usize) -> Vec<Sample> {
-        self.samples
-            .lock()
-            .map(|s| s.get(from..).map(<[Sample]>::to_vec).unwrap_or_default())
-            .unwrap_or_default()
-    }
-
-    /// Whether the client thread is still running (it only ends when told to, or on a setup error).
-    fn check(&self) -> Result<()> {
-        match &self.thread {
-            Some(t) if !t.is_finished() => Ok(()),
-            _ => bail!("the client thread stopped unexpectedly"),
-        }
-    }
-}
-
-impl Drop for Probe {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-async fn probe_loop(
-    target: SocketAddr,
-    ca: PathBuf,
-    samples: Arc<Mutex<Vec<Sample>>>,
-    stop: Arc<AtomicBool>,
-) {
-    let opts = ClientOpts {
-        ca: Some(ca),
-        timeout: Some(PROBE_TIMEOUT),
-        ..ClientOpts::default()
-    };
-    while !stop.load(Ordering::SeqCst) {
-        let start = Instant::now();
-        let result = match get(target, &opts, "/version").await {
-            Ok((200, body)) => serde_json::from_str::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v["name"].as_str().map(str::to_string))
-                .ok_or_else(|| "an answer without a name".to_string()),
-            Ok((code, _)) => Err(format!("HTTP {code}")),
-            Err(e) => Err(short_error(&e)),
-        };
-        let sample = Sample {
-            start,
-            end: Instant::now(),
-            result,
-        };
-        if let Ok(mut s) = samples.lock() {
-            s.push(sample);
-        }
-        tokio::time::sleep_until((start + PROBE_EVERY).into()).await;
-    }
-}
-
-/// A failure in a few words: the kind of the innermost I/O error (hyper and rustls wrap them).
-fn short_error(e: &std::io::Error) -> String {
-    use std::io::ErrorKind as K;
-    let mut kind = e.kind();
-    let mut source: Option<&(dyn std::error::Error + 'static)> = e.get_ref().map(|x| x as _);
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            kind = io.kind();
-        }
-        source = s.source();
-    }
-    match kind {
-        K::ConnectionRefused => "connection refused".into(),
-        K::ConnectionReset => "connection reset".into(),
-        K::ConnectionAborted => "connection aborted".into(),
-        K::TimedOut => "timed out".into(),
-        K::UnexpectedEof => "connection closed".into(),
-        _ => e.to_string(),
-    }
-}
-
 /// What the client saw over a stretch of samples.
 #[derive(Debug, Default, Clone, PartialEq)]
 struct Outage {
@@ -430,7 +310,9 @@ impl Rig {
             }
         }
         if let Some(p) = &self.probe {
-            p.check()?;
+            if !p.is_running() {
+                bail!("the client thread stopped unexpectedly");
+            }
         }
         Ok(())
     }
@@ -735,11 +617,13 @@ fn start_client(
     client_ns: &str,
     ca: PathBuf,
 ) -> Result<()> {
-    rig.probe = Some(Probe::start(
-        client_ns,
-        SocketAddr::new(IpAddr::V4(VIP), LB_PORT),
-        ca,
-    )?);
+    let opts = ClientOpts {
+        ca: Some(ca),
+        timeout: Some(PROBE_TIMEOUT),
+        ..ClientOpts::default()
+    };
+    let spec = ProbeSpec::new(SocketAddr::new(IpAddr::V4(VIP), LB_PORT), opts).pause(PROBE_EVERY);
+    rig.probe = Some(Probe::start(client_ns, spec)?);
     let from = rig.probe()?.len();
     let spread = poll(
         rig,
@@ -1221,6 +1105,7 @@ mod tests {
             } else {
                 Err("connection refused".into())
             },
+            attempts: 1,
         }
     }
 

@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use nix::sys::signal::Signal;
-use vipd_lab::apiserver::{self, ClientOpts, FakeProcess, ServerCertSpec, TestPki};
+use vipd_lab::apiserver::{ClientOpts, FakeProcess, ServerCertSpec, TestPki};
+use vipd_lab::client::wait_served;
 use vipd_lab::netns::{wait_for, Lab, Netns, TempDir};
-use vipd_lab::vipd::{in_netns, VipdNode};
+use vipd_lab::vipd::VipdNode;
 
 const VIP: &str = "192.0.2.100";
 const LONG: Duration = Duration::from_secs(20);
@@ -55,33 +56,15 @@ fn small_yaml(ca: &Path, extra: &str) -> String {
     )
 }
 
-/// `GET /version` through the VIP from the client namespace, TLS verified against the test CA: who answered.
-fn https_version(client: &Netns, ca: &Path) -> Result<String, String> {
+/// Polls `GET /version` through the VIP from the client namespace, TLS verified against the test CA, each
+/// attempt bounded at 2 s, until one is answered or [`LONG`] passed: who answered.
+fn wait_https_version(client: &Netns, ca: &Path) -> Option<String> {
     let opts = ClientOpts {
         ca: Some(ca.to_path_buf()),
         timeout: Some(Duration::from_secs(2)),
         ..ClientOpts::default()
     };
-    let r = in_netns(client.name(), move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(apiserver::get(
-            SocketAddr::new(vip(), 443),
-            &opts,
-            "/version",
-        ))
-    })
-    .map_err(|e| e.to_string())?;
-    match r {
-        Ok((200, body)) => serde_json::from_str::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["name"].as_str().map(str::to_string))
-            .ok_or_else(|| format!("bad body {body:?}")),
-        Ok((code, body)) => Err(format!("{code}: {body}")),
-        Err(e) => Err(e.to_string()),
-    }
+    wait_served(client.name(), SocketAddr::new(vip(), 443), opts, LONG).unwrap()
 }
 
 fn vipd_in(ns: &Netns, args: &[&str]) -> Output {
@@ -126,17 +109,9 @@ fn three_nodes_run_from_one_cluster_configuration() {
             let cert = pki
                 .server_cert(&format!("api{i}"), &ServerCertSpec::ips([apis[i], vip()]))
                 .unwrap();
-            let args = [
-                "--listen".to_string(),
-                SocketAddr::new(apis[i], 6443).to_string(),
-                "--cert".into(),
-                cert.cert.display().to_string(),
-                "--key".into(),
-                cert.key.display().to_string(),
-                "--name".into(),
-                format!("api{i}"),
-            ];
-            FakeProcess::spawn_in(lab.node(&format!("api{i}")).ns.name(), args).unwrap()
+            let listen = SocketAddr::new(apis[i], 6443);
+            let ns = lab.node(&format!("api{i}")).ns.name();
+            FakeProcess::spawn_https_in(ns, listen, &cert, &format!("api{i}"), &[]).unwrap()
         })
         .collect();
     let cluster = dir.join("cluster.yaml");
@@ -165,7 +140,7 @@ fn three_nodes_run_from_one_cluster_configuration() {
     }
     let client = &lab.node("client").ns;
     let ca = pki.ca_cert();
-    let served = wait_for(LONG, || https_version(client, ca).ok());
+    let served = wait_https_version(client, ca);
     assert!(served.is_some_and(|n| n.starts_with("api")));
 
     // What lb1 would run, printed, is a config validate --config accepts, with lb1's interface and address.
@@ -257,7 +232,7 @@ fn three_nodes_run_from_one_cluster_configuration() {
         left[1].as_ref().unwrap().status().ok()
     );
     assert_eq!(left[2].as_ref().unwrap().state().as_deref(), Some("backup"));
-    let served = wait_for(LONG, || https_version(client, ca).ok());
+    let served = wait_https_version(client, ca);
     assert!(
         served.is_some(),
         "no HTTPS answer through the VIP after the failover"

@@ -5,7 +5,7 @@
 //!
 //! Topology per scenario (its own lab, so scenarios run in parallel): `lb0..lb2` run `vipd run` with priorities
 //! 150/120/100, 100 ms adverts, HTTPS `/readyz` checks; `api0..` run `fake-apiserver` on `:6443`, each in its
-//! own namespace; `client` runs [`ClientLoop`] (one request every ~20 ms, each on a fresh connection) and
+//! own namespace; `client` runs a [`Probe`] (one request every ~20 ms, each on a fresh connection) and
 //! [`Watch`] streams.
 //!
 //! Outages printed by the scenarios (`cargo test --test e2e -- --nocapture`) are the longest time the client
@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use vipd_lab::apiserver::{self, ClientOpts, FakeProcess, ServerCertSpec, TestPki};
+use vipd_lab::client::{Probe, ProbeSpec, Retries, Sample};
 use vipd_lab::netns::{wait_for, Lab, TempDir};
 use vipd_lab::vipd::{HealthSpec, VipdNode, VipdSpec};
 
@@ -84,22 +85,10 @@ impl E2e {
                 .server_cert(&format!("api{i}"), &ServerCertSpec::ips([ip, vip()]))
                 .unwrap();
             let addr = SocketAddr::new(ip, 6443);
-            let p = FakeProcess::spawn_in(
-                node.ns.name(),
-                [
-                    "--listen".to_string(),
-                    addr.to_string(),
-                    "--cert".into(),
-                    cert.cert.display().to_string(),
-                    "--key".into(),
-                    cert.key.display().to_string(),
-                    "--name".into(),
-                    format!("api{i}"),
-                    "--watch-interval-ms".into(),
-                    "50".into(),
-                ],
-            )
-            .unwrap();
+            let name = format!("api{i}");
+            let extra = ["--watch-interval-ms", "50"];
+            let p =
+                FakeProcess::spawn_https_in(node.ns.name(), addr, &cert, &name, &extra).unwrap();
             apis.push(Some(p));
             api_addrs.push(addr);
         }
@@ -216,12 +205,12 @@ impl E2e {
         }
     }
 
-    fn client(&self, policy: Policy) -> ClientLoop {
-        ClientLoop::start(
-            &self.client_ns(),
-            self.client_opts(policy.attempt_timeout),
-            policy,
-        )
+    /// Requests every ~20 ms from a thread inside the client namespace, until dropped.
+    fn client(&self, policy: Policy) -> Probe {
+        let spec = ProbeSpec::new(vip_sock(), self.client_opts(policy.attempt_timeout))
+            .retries(policy.retries)
+            .max_run(Duration::from_secs(600));
+        Probe::start(&self.client_ns(), spec).unwrap()
     }
 
     fn watch(&self) -> Watch {
@@ -243,173 +232,15 @@ impl E2e {
 struct Policy {
     /// Bound of one attempt, connect included (the kernel's SYN retransmissions happen inside it).
     attempt_timeout: Duration,
-    /// Further attempts after a connect that failed (refused, unreachable), 50 ms apart, as client-go's
-    /// dialer retries do.
-    connect_retries: u32,
-    /// Further attempts after any other failure (TLS, reset, timeout), like a client's own request retry.
-    retries: u32,
+    /// Connect retries (refused, unreachable: 50 ms apart, as client-go's dialer retries do) and retries after
+    /// any other failure (TLS, reset, timeout: like a client's own request retry).
+    retries: Retries,
 }
 
 const NO_RETRY: Policy = Policy {
     attempt_timeout: Duration::from_secs(1),
-    connect_retries: 0,
-    retries: 0,
+    retries: Retries::NONE,
 };
-
-#[derive(Debug, Clone)]
-struct Sample {
-    start: Instant,
-    end: Instant,
-    /// The apiserver that answered, or the last attempt's error.
-    result: Result<String, String>,
-    attempts: u32,
-}
-
-/// Requests every ~20 ms from a thread inside the client namespace, until dropped.
-struct ClientLoop {
-    stop: Arc<AtomicBool>,
-    samples: Arc<Mutex<Vec<Sample>>>,
-    handle: Option<JoinHandle<()>>,
-}
-
-impl ClientLoop {
-    fn start(ns: &str, opts: ClientOpts, policy: Policy) -> ClientLoop {
-        let stop = Arc::new(AtomicBool::new(false));
-        let samples = Arc::new(Mutex::new(Vec::new()));
-        let (stop2, samples2) = (stop.clone(), samples.clone());
-        let path = format!("/run/netns/{ns}");
-        let handle = std::thread::spawn(move || {
-            let f = std::fs::File::open(&path).unwrap();
-            nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                // Bounded: the loop ends on stop or after ten minutes, whichever first.
-                let hard_stop = Instant::now() + Duration::from_secs(600);
-                while !stop2.load(Ordering::SeqCst) && Instant::now() < hard_stop {
-                    let s = one_request(&opts, policy).await;
-                    samples2.lock().unwrap().push(s);
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            });
-        });
-        ClientLoop {
-            stop,
-            samples,
-            handle: Some(handle),
-        }
-    }
-
-    fn samples(&self) -> Vec<Sample> {
-        self.samples.lock().unwrap().clone()
-    }
-
-    /// Samples that started at or after `from` (and before `to`).
-    fn between(&self, from: Instant, to: Instant) -> Vec<Sample> {
-        self.samples()
-            .into_iter()
-            .filter(|s| s.start >= from && s.start < to)
-            .collect()
-    }
-
-    fn failures(&self, from: Instant, to: Instant) -> Vec<Sample> {
-        self.between(from, to)
-            .into_iter()
-            .filter(|s| s.result.is_err())
-            .collect()
-    }
-
-    /// The longest time without a successful answer in [from, to]: from `from` (or a success) to the next
-    /// success.
-    fn outage(&self, from: Instant, to: Instant) -> Duration {
-        let mut last = from;
-        let mut worst = Duration::ZERO;
-        for s in self.samples() {
-            if s.result.is_ok() && s.end >= from && s.end <= to {
-                worst = worst.max(s.end.saturating_duration_since(last));
-                last = s.end;
-            }
-        }
-        worst.max(to.saturating_duration_since(last))
-    }
-
-    fn names(&self, from: Instant, to: Instant) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .between(from, to)
-            .into_iter()
-            .filter_map(|s| s.result.ok())
-            .collect();
-        v.sort();
-        v.dedup();
-        v
-    }
-
-    /// Waits (bounded) until `n` successes came after `t`.
-    fn wait_successes_after(&self, t: Instant, n: usize, timeout: Duration) -> bool {
-        wait_for(timeout, || {
-            let ok = self
-                .samples()
-                .iter()
-                .filter(|s| s.start >= t && s.result.is_ok())
-                .count();
-            (ok >= n).then_some(())
-        })
-        .is_some()
-    }
-}
-
-impl Drop for ClientLoop {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-    }
-}
-
-async fn one_request(opts: &ClientOpts, policy: Policy) -> Sample {
-    let start = Instant::now();
-    let (mut connect_left, mut other_left) = (policy.connect_retries, policy.retries);
-    let mut attempts = 0;
-    loop {
-        attempts += 1;
-        let tcp = tokio::time::timeout(
-            policy.attempt_timeout,
-            tokio::net::TcpStream::connect(vip_sock()),
-        )
-        .await;
-        let result = match tcp {
-            Ok(Ok(tcp)) => match apiserver::get_on(tcp, vip_sock(), opts, "/version").await {
-                Ok((200, body)) => serde_json::from_str::<serde_json::Value>(&body)
-                    .ok()
-                    .and_then(|v| v["name"].as_str().map(str::to_string))
-                    .ok_or_else(|| format!("bad /version body {body:?}")),
-                Ok((code, body)) => Err(format!("status {code}: {body}")),
-                Err(e) => Err(format!("request: {e}")),
-            },
-            Ok(Err(e)) if connect_left > 0 => {
-                connect_left -= 1;
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-            Ok(Err(e)) => Err(format!("connect: {e}")),
-            Err(_) => Err("connect: timeout".into()),
-        };
-        if result.is_err() && other_left > 0 {
-            other_left -= 1;
-            continue;
-        }
-        return Sample {
-            start,
-            end: Instant::now(),
-            result,
-            attempts,
-        };
-    }
-}
 
 /// A long-lived `/watch?interval_ms=50` stream through the VIP, followed on its own thread in the client
 /// namespace; records when each line came and which apiserver sent it, and how the stream ended.
@@ -523,13 +354,7 @@ fn lb1_takes_over(e: &E2e, since: Instant, also: impl Fn() -> bool) -> Duration 
 
 /// Waits for `n` successes from now, then prints `event` (`took` after it) and returns the client's longest
 /// outage since `since`.
-fn served_again(
-    client: &ClientLoop,
-    since: Instant,
-    n: usize,
-    event: &str,
-    took: Duration,
-) -> Duration {
+fn served_again(client: &Probe, since: Instant, n: usize, event: &str, took: Duration) -> Duration {
     assert!(client.wait_successes_after(Instant::now(), n, Duration::from_secs(10)));
     let outage = client.outage(since, Instant::now());
     println!(
@@ -541,7 +366,7 @@ fn served_again(
 }
 
 /// Settled: the next 10 requests succeed and none fails meanwhile.
-fn assert_settled(client: &ClientLoop) {
+fn assert_settled(client: &Probe) {
     let settled = Instant::now();
     assert!(client.wait_successes_after(settled, 10, Duration::from_secs(10)));
     assert!(client.failures(settled, Instant::now()).is_empty());
@@ -698,8 +523,10 @@ fn sigterm_master_no_client_request_fails() {
     let mut e = E2e::new("e2eterm", 3, |s| s.with_extra("proxy", "drainTimeout: 5s"));
     let client = e.client(Policy {
         attempt_timeout: Duration::from_secs(4),
-        connect_retries: 5,
-        retries: 1,
+        retries: Retries {
+            connect: 5,
+            other: 1,
+        },
     });
     let t0 = Instant::now();
     assert!(client.wait_successes_after(t0, 10, Duration::from_secs(10)));
@@ -745,7 +572,7 @@ fn sigterm_master_no_client_request_fails() {
     // No request fails for want of a connection: refused or lost connects are retried and reach a master.
     let connect_fails: Vec<Sample> = fails
         .iter()
-        .filter(|s| matches!(&s.result, Err(r) if r.starts_with("connect")))
+        .filter(|s| matches!(&s.result, Err(r) if r.starts_with("connect:")))
         .cloned()
         .collect();
     assert!(
@@ -779,8 +606,10 @@ fn apiserver_killed_then_stalled() {
     let watches = start_watches(&e, 6);
     let client = e.client(Policy {
         attempt_timeout: Duration::from_secs(1),
-        connect_retries: 0,
-        retries: 1,
+        retries: Retries {
+            connect: 0,
+            other: 1,
+        },
     });
     let t0 = Instant::now();
     assert!(client.wait_successes_after(t0, 10, Duration::from_secs(10)));

@@ -26,7 +26,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use vipd_lab::apiserver::{self, ClientOpts, FakeProcess, ServerCertSpec, TestPki};
+use vipd_lab::apiserver::{ClientOpts, FakeProcess, ServerCertSpec, TestPki};
+use vipd_lab::client::{Probe, ProbeSpec};
 use vipd_lab::netns::{wait_for, Lab, Node, Proc, TempDir};
 use vipd_lab::vipd::{metric_value, VipdNode};
 
@@ -194,100 +195,6 @@ enum Lb {
 // The client and the VIP-holder watch
 // ---------------------------------------------------------------------------------------------------------
 
-#[derive(Debug, Clone)]
-struct Sample {
-    end: Instant,
-    ok: bool,
-    detail: String,
-}
-
-/// A thread in the client namespace: `GET /version` through the VIP every 50 ms, fresh connection each.
-struct ClientLoop {
-    stop: Arc<AtomicBool>,
-    samples: Arc<Mutex<Vec<Sample>>>,
-    handle: Option<JoinHandle<()>>,
-}
-
-impl ClientLoop {
-    fn start(ns: &str, opts: ClientOpts) -> ClientLoop {
-        let stop = Arc::new(AtomicBool::new(false));
-        let samples = Arc::new(Mutex::new(Vec::new()));
-        let (stop2, samples2) = (stop.clone(), samples.clone());
-        let path = format!("/run/netns/{ns}");
-        let handle = std::thread::spawn(move || {
-            let f = std::fs::File::open(&path).unwrap();
-            nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                // Bounded: until stopped, or fifteen minutes.
-                let hard_stop = Instant::now() + Duration::from_secs(900);
-                while !stop2.load(Ordering::SeqCst) && Instant::now() < hard_stop {
-                    let r = apiserver::get(vip_sock(), &opts, "/version").await;
-                    let (ok, detail) = match r {
-                        Ok((200, body)) => (true, body),
-                        Ok((code, body)) => (false, format!("status {code}: {body}")),
-                        Err(e) => (false, e.to_string()),
-                    };
-                    samples2.lock().unwrap().push(Sample {
-                        end: Instant::now(),
-                        ok,
-                        detail,
-                    });
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            });
-        });
-        ClientLoop {
-            stop,
-            samples,
-            handle: Some(handle),
-        }
-    }
-
-    fn samples(&self) -> Vec<Sample> {
-        self.samples.lock().unwrap().clone()
-    }
-
-    /// The longest time without a successful answer in [from, to].
-    fn outage(&self, from: Instant, to: Instant) -> Duration {
-        let mut last = from;
-        let mut worst = Duration::ZERO;
-        for s in self.samples() {
-            if s.ok && s.end >= from && s.end <= to {
-                worst = worst.max(s.end.saturating_duration_since(last));
-                last = s.end;
-            }
-        }
-        worst.max(to.saturating_duration_since(last))
-    }
-
-    fn successes_after(&self, t: Instant) -> usize {
-        self.samples().iter().filter(|s| s.ok && s.end > t).count()
-    }
-
-    fn last_failures(&self, n: usize) -> Vec<String> {
-        let s = self.samples();
-        s.iter()
-            .rev()
-            .filter(|s| !s.ok)
-            .take(n)
-            .map(|s| s.detail.clone())
-            .collect()
-    }
-}
-
-impl Drop for ClientLoop {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-    }
-}
-
 /// When a sample was taken, and which nodes held the VIP then.
 type HolderSample = (Instant, Vec<String>);
 
@@ -437,20 +344,7 @@ impl Cluster {
             let cert = pki
                 .server_cert(n, &ServerCertSpec::ips([addrs[i].ip(), vip()]))
                 .unwrap();
-            let api = FakeProcess::spawn_in(
-                node.ns.name(),
-                [
-                    "--listen".to_string(),
-                    addrs[i].to_string(),
-                    "--cert".into(),
-                    cert.cert.display().to_string(),
-                    "--key".into(),
-                    cert.key.display().to_string(),
-                    "--name".into(),
-                    n.to_string(),
-                ],
-            )
-            .unwrap();
+            let api = FakeProcess::spawn_https_in(node.ns.name(), addrs[i], &cert, n, &[]).unwrap();
             apis.push(api);
             let dir = TempDir::new(&format!("mig-{n}")).unwrap();
             let script = dir.join("check_apiserver.sh");
@@ -475,13 +369,19 @@ impl Cluster {
         self.lab.node(NODES[i])
     }
 
-    fn client_opts(&self) -> ClientOpts {
-        ClientOpts {
+    /// `GET /version` through the VIP every 50 ms, a fresh connection each, TLS verified against the CA,
+    /// each attempt bounded at 1 s; from a thread in the client namespace until dropped (or fifteen minutes).
+    fn client(&self) -> Probe {
+        let opts = ClientOpts {
             ca: Some(self.pki.ca_cert().to_path_buf()),
             server_name: None,
             client_cert: None,
             timeout: Some(Duration::from_secs(1)),
-        }
+        };
+        let spec = ProbeSpec::new(vip_sock(), opts)
+            .pause(Duration::from_millis(50))
+            .max_run(Duration::from_secs(900));
+        Probe::start(self.lab.node("client").ns.name(), spec).unwrap()
     }
 
     fn pair(&mut self, i: usize) -> &mut Pair {
@@ -612,18 +512,15 @@ impl Cluster {
 
 /// Waits until cp0 alone holds the VIP for [`SETTLED`] and the client has had fresh successes; returns the
 /// step's longest outage and longest two-holder stretch.
-fn settle(c: &ClientLoop, w: &HolderWatch, step: &str, t0: Instant) -> (Duration, Duration) {
+fn settle(c: &Probe, w: &HolderWatch, step: &str, t0: Instant) -> (Duration, Duration) {
     assert!(
         w.wait_settled_on("cp0", Duration::from_secs(40)),
         "{step}: cp0 does not hold the VIP alone (holders now {:?})",
         w.now_held()
     );
     let t = Instant::now();
-    let fresh = wait_for(Duration::from_secs(10), || {
-        (c.successes_after(t) >= 5).then_some(())
-    });
     assert!(
-        fresh.is_some(),
+        c.wait_successes_after(t, 5, Duration::from_secs(10)),
         "{step}: no requests succeed: {:?}",
         c.last_failures(3)
     );
@@ -656,13 +553,10 @@ fn keepalived_haproxy_cluster_moves_to_vipd_node_by_node() {
         "the Keepalived cluster did not settle on cp0: holders {:?}",
         watch.now_held()
     );
-    let client = ClientLoop::start(cl.lab.node("client").ns.name(), cl.client_opts());
+    let client = cl.client();
     let t = Instant::now();
-    let first = wait_for(Duration::from_secs(20), || {
-        (client.successes_after(t) >= 5).then_some(())
-    });
     assert!(
-        first.is_some(),
+        client.wait_successes_after(t, 5, Duration::from_secs(20)),
         "no request through HAProxy succeeds: {:?}",
         client.last_failures(3)
     );
@@ -679,11 +573,7 @@ fn keepalived_haproxy_cluster_moves_to_vipd_node_by_node() {
         "no backup took the VIP"
     );
     let t = Instant::now();
-    assert!(
-        wait_for(Duration::from_secs(10), || (client.successes_after(t) >= 5)
-            .then_some(()))
-        .is_some()
-    );
+    assert!(client.wait_successes_after(t, 5, Duration::from_secs(10)));
     let away = client.outage(t0, Instant::now());
     let t1 = Instant::now();
     let dir = cl.dirs[0].path().to_path_buf();
@@ -745,12 +635,7 @@ fn keepalived_haproxy_cluster_moves_to_vipd_node_by_node() {
         );
     }
     let t = Instant::now();
-    assert!(
-        wait_for(Duration::from_secs(10), || (client.successes_after(t)
-            >= 10)
-            .then_some(()))
-        .is_some()
-    );
+    assert!(client.wait_successes_after(t, 10, Duration::from_secs(10)));
     assert_eq!(
         metric_value(
             &cl.vipd(0).admin_get("/metrics").unwrap().1,

@@ -952,6 +952,18 @@ impl FakeProcess {
         Self::spawn_command(cmd)
     }
 
+    /// [`FakeProcess::spawn_in`] serving HTTPS on `listen` with `cert`, reporting `name` in `/version`; `extra`
+    /// are further arguments (such as `--watch-interval-ms 50`).
+    pub fn spawn_https_in(
+        ns_name: &str,
+        listen: SocketAddr,
+        cert: &CertFiles,
+        name: &str,
+        extra: &[&str],
+    ) -> io::Result<Self> {
+        Self::spawn_in(ns_name, Self::https_args(listen, cert, name, extra))
+    }
+
     fn spawn_command(mut cmd: std::process::Command) -> io::Result<Self> {
         use std::io::BufRead;
         let mut child = cmd

@@ -18,6 +18,7 @@ use super::inject::{self, Drop as NetDrop};
 use super::schedule::{Fault, Kind};
 use super::world::{Imp, Lb, World, ADVERT_MS, APIS, HEALTH, LBS, PORT, PRIORITIES, VIP};
 use crate::apiserver::{self, ClientOpts};
+use crate::client::{wait_served, Probe, ProbeSpec, Sample};
 use crate::netns::{spawn_in_netns, wait_for};
 
 /// How often holders and the client's entry are sampled (at most; one sample takes a few `ip` calls).
@@ -116,21 +117,13 @@ impl Runner {
             (self.w.holders() == ["lb0"]).then_some(())
         });
         ok.ok_or_else(|| anyhow!("lb0 never became the sole holder: {:?}", self.w.holders()))?;
-        let opts = client_opts(&self.w);
-        let ns = self.w.lab.node("client").ns.name().to_string();
-        let served = spawn_in_netns(&ns, "chaos-wait", move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            wait_for(Duration::from_secs(20), || {
-                rt.block_on(apiserver::get(vip_sock(), &opts, "/version"))
-                    .ok()
-                    .filter(|(code, _)| *code == 200)
-            })
-        })?
-        .join()
-        .map_err(|_| anyhow!("client thread panicked"))??;
+        let ns = self.w.lab.node("client").ns.name();
+        let served = wait_served(
+            ns,
+            vip_sock(),
+            client_opts(&self.w),
+            Duration::from_secs(20),
+        )?;
         served.ok_or_else(|| anyhow!("the client was never served through the VIP"))?;
         Ok(())
     }
@@ -461,8 +454,10 @@ fn client_opts(w: &World) -> ClientOpts {
     }
 }
 
-/// The client: a request loop and two watch streams, each a thread in the client namespace.
+/// The client: a request loop (the lab's [`Probe`], each request recorded as it is taken) and two watch
+/// streams, each a thread in the client namespace.
 struct Client {
+    _requests: Probe,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<Result<()>>>,
 }
@@ -471,12 +466,13 @@ impl Client {
     fn start(w: &World, rec: Shared, t0: Instant) -> Result<Client> {
         let stop = Arc::new(AtomicBool::new(false));
         let ns = w.lab.node("client").ns.name().to_string();
-        let mut threads = Vec::new();
         let opts = client_opts(w);
-        let (s, r, o) = (stop.clone(), rec.clone(), opts.clone());
-        threads.push(spawn_in_netns(&ns, "chaos-client", move || {
-            requests(&s, &r, t0, &o);
-        })?);
+        let r = rec.clone();
+        let spec = ProbeSpec::new(vip_sock(), opts.clone())
+            .max_run(CLIENT_HARD_STOP)
+            .on_sample(move |s| record_request(&r, t0, s));
+        let requests = Probe::start(&ns, spec)?;
+        let mut threads = Vec::new();
         for k in 0..2 {
             let (s, r, o) = (stop.clone(), rec.clone(), opts.clone());
             threads.push(spawn_in_netns(
@@ -487,7 +483,11 @@ impl Client {
                 },
             )?);
         }
-        Ok(Client { stop, threads })
+        Ok(Client {
+            _requests: requests,
+            stop,
+            threads,
+        })
     }
 }
 
@@ -503,26 +503,16 @@ impl Drop for Client {
 /// Bound of any client loop (runs end long before).
 const CLIENT_HARD_STOP: Duration = Duration::from_secs(3 * 3600);
 
-fn requests(stop: &AtomicBool, rec: &Shared, t0: Instant, opts: &ClientOpts) {
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    else {
-        return;
-    };
-    while !stop.load(Ordering::SeqCst) && t0.elapsed() < CLIENT_HARD_STOP {
-        let t = t0.elapsed().as_secs_f64();
-        let r = rt.block_on(apiserver::get(vip_sock(), opts, "/version"));
-        let end = t0.elapsed().as_secs_f64();
-        let (ok, err) = match r {
-            Ok((200, _)) => (true, None),
-            Ok((code, _)) => (false, Some(format!("status {code}"))),
-            Err(e) => (false, Some(e.to_string())),
-        };
-        if let Ok(mut r) = rec.lock() {
-            let _ = r.record(Event::Request { t, end, ok, err });
-        }
-        std::thread::sleep(Duration::from_millis(20));
+/// One request of the client, in the history: its start and end in seconds since `t0`.
+fn record_request(rec: &Shared, t0: Instant, s: &Sample) {
+    let secs = |at: Instant| at.saturating_duration_since(t0).as_secs_f64();
+    if let Ok(mut r) = rec.lock() {
+        let _ = r.record(Event::Request {
+            t: secs(s.start),
+            end: secs(s.end),
+            ok: s.ok(),
+            err: s.result.clone().err(),
+        });
     }
 }
 
