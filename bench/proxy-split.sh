@@ -22,48 +22,11 @@ BASE=${BASE:-23000}
 HTTP=$BASE HA=$((BASE + 10)) V=$((BASE + 20)) VO=$((BASE + 30))
 command -v perf >/dev/null || { echo "perf not found on PATH: apt-get install linux-perf" >&2; exit 1; }
 
-cargo build --release -p proxy --examples -q
-BIN=target/release/examples
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-wait_port() {
-    for _ in $(seq 200); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    echo "port $1 did not open" >&2
-    exit 1
-}
+. bench/common.sh
 
 "$BIN/bench-http" "127.0.0.1:$HTTP" 1 &
 PIDS+=($!)
-cat >"$WORK/haproxy.cfg" <<CFG
-global
-    nbthread $THREADS
-    maxconn 4000
-defaults
-    mode tcp
-    balance leastconn
-    retries 3
-    timeout connect 2s
-    timeout client 1h
-    timeout server 1h
-    option splice-auto
-    option clitcpka
-    option srvtcpka
-frontend http
-    bind 127.0.0.1:$HA
-    default_backend http
-backend http
-    server s1 127.0.0.1:$HTTP
-CFG
+haproxy_cfg "$THREADS" "http:$HA:$HTTP" >"$WORK/haproxy.cfg"
 haproxy -db -f "$WORK/haproxy.cfg" &
 PIDS+=($!)
 "$BIN/bench-proxy" --threads "$THREADS" "127.0.0.1:$V=127.0.0.1:$HTTP" &

@@ -27,56 +27,14 @@ V_HTTP=$((BASE + 20)) V_IPERF=$((BASE + 21))
 B_HTTP=$((BASE + 30)) B_IPERF=$((BASE + 31))
 O_HTTP=$((BASE + 40)) O_IPERF=$((BASE + 41))
 
-cargo build --release -p proxy --examples -q
-BIN=target/release/examples
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-wait_port() {
-    for _ in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    echo "port $1 did not open" >&2
-    exit 1
-}
+. bench/common.sh
 
 "$BIN/bench-http" "127.0.0.1:$HTTP" 1 &
 PIDS+=($!)
 iperf3 -s -B 127.0.0.1 -p "$IPERF" >/dev/null 2>&1 &
 PIDS+=($!)
 
-cat >"$WORK/haproxy.cfg" <<EOF
-global
-    nbthread $THREADS
-    maxconn 4000
-defaults
-    mode tcp
-    balance leastconn
-    retries 3
-    timeout connect 2s
-    timeout client 1h
-    timeout server 1h
-    option splice-auto
-    option clitcpka
-    option srvtcpka
-frontend http
-    bind 127.0.0.1:$HA_HTTP
-    default_backend http
-backend http
-    server s1 127.0.0.1:$HTTP
-frontend iperf
-    bind 127.0.0.1:$HA_IPERF
-    default_backend iperf
-backend iperf
-    server s1 127.0.0.1:$IPERF
-EOF
+haproxy_cfg "$THREADS" "http:$HA_HTTP:$HTTP" "iperf:$HA_IPERF:$IPERF" >"$WORK/haproxy.cfg"
 haproxy -db -f "$WORK/haproxy.cfg" &
 HA_PID=$!
 PIDS+=($HA_PID)
