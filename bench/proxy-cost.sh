@@ -2,7 +2,8 @@
 # Cost per proxied connection and per keep-alive request, in units that do not depend on the machine's load:
 # user-space instructions (valgrind --tool=callgrind, counters zeroed after start-up and dumped after the load)
 # and system calls (strace -c -f), for vipd's proxy (proxy/examples/bench-proxy) and HAProxy 2.6 with the
-# settings of bench/proxy.sh, both in front of proxy/examples/bench-http on loopback.
+# settings of bench/proxy.sh, in front of proxy/examples/bench-http on loopback; vipd twice, on a tokio runtime
+# (proxy.threads: 0) and on threads of its own (vipd-own, the default proxy.threads: auto).
 # The load is wrk (-t1 -c$CONNS -d${DUR}s), `Connection: close` for connections, keep-alive for requests;
 # every figure is divided by what the proxy itself counted (accept4 calls that returned a socket for
 # connections, wrk's completed requests for requests), so the client's speed under valgrind does not matter.
@@ -31,6 +32,7 @@ start() {
     case $name in
     haproxy) "$@" haproxy -db -f "$WORK/haproxy.cfg" & ;;
     vipd) "$@" "$BIN/bench-proxy" --threads "$THREADS" "127.0.0.1:$V=127.0.0.1:$HTTP" & ;;
+    vipd-own) "$@" "$BIN/bench-proxy" --threads "$THREADS" --own-threads "127.0.0.1:$V=127.0.0.1:$HTTP" & ;;
     esac
     STARTED=$!
     PIDS+=("$STARTED")
@@ -50,7 +52,7 @@ stop() { # pid: stops the tool, which writes its report
 TSV=$WORK/cost.tsv
 : >"$TSV"
 wait_port "$HTTP"
-for name in haproxy vipd; do
+for name in haproxy vipd vipd-own; do
     for kind in close ka; do
         # Instructions: callgrind, counters zeroed once the proxy listens.
         start "$name" valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.$name.$kind.%p" -q
@@ -86,13 +88,14 @@ def strace(path):
 res = {}
 for name, kind, what, val, n in rows:
     res[name, kind, what] = (val, int(n))
-print("| per unit | HAProxy | vipd | vipd / HAProxy |")
-print("|---|---|---|---|")
+NAMES = ["haproxy", "vipd", "vipd-own"]
+print("| per unit | HAProxy | vipd (proxy.threads: 0) | vipd-own (own threads) | vipd / HAProxy | vipd-own / HAProxy |")
+print("|---|---|---|---|---|---|")
 detail = {}
 for kind, unit in [("close", "connection"), ("ka", "keep-alive request")]:
     ir = {}
     sc = {}
-    for name in ["haproxy", "vipd"]:
+    for name in NAMES:
         v, n = res[name, kind, "instr"]
         ir[name] = int(v) / n
         path, n2 = res[name, kind, "syscalls"]
@@ -102,12 +105,14 @@ for kind, unit in [("close", "connection"), ("ka", "keep-alive request")]:
             n2 = ok[0] - ok[1]
         sc[name] = sum(c for c, _ in calls.values()) / n2
         detail[name, kind] = {k: c / n2 for k, (c, _) in calls.items() if c / n2 >= 0.05}
-    print(f"| user-space instructions per {unit} | {ir['haproxy']:.0f} | {ir['vipd']:.0f} | {ir['vipd'] / ir['haproxy']:.2f} |")
-    print(f"| system calls per {unit} | {sc['haproxy']:.1f} | {sc['vipd']:.1f} | {sc['vipd'] / sc['haproxy']:.2f} |")
+    h = ir["haproxy"]
+    print(f"| user-space instructions per {unit} | {h:.0f} | {ir['vipd']:.0f} | {ir['vipd-own']:.0f} | {ir['vipd'] / h:.2f} | {ir['vipd-own'] / h:.2f} |")
+    h = sc["haproxy"]
+    print(f"| system calls per {unit} | {h:.1f} | {sc['vipd']:.1f} | {sc['vipd-own']:.1f} | {sc['vipd'] / h:.2f} | {sc['vipd-own'] / h:.2f} |")
 print()
 for kind in ["close", "ka"]:
     print(f"system calls per {'connection' if kind == 'close' else 'request'} ({'Connection: close' if kind == 'close' else 'keep-alive'}), by call:")
-    for name in ["haproxy", "vipd"]:
+    for name in NAMES:
         d = detail[name, kind]
         print(f"  {name}: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(d.items(), key=lambda x: -x[1])))
 PY

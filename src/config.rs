@@ -17,7 +17,7 @@ use serde_json::Value;
 use vrrp::proto::{Centis, Priority, Version, Vrid};
 
 pub use duration::{fmt_duration, parse_duration};
-use fields::{boolean, duration, int, ip, list, one_of, socket_addr, text, Section};
+use fields::{boolean, duration, int, ip, list, one_of, show, socket_addr, text, Section};
 pub use fields::{FieldError, FieldErrors};
 pub use metrics::MetricsConfig;
 
@@ -172,9 +172,10 @@ pub struct ProxyConfig {
     /// At most 1h.
     pub drain_timeout: Duration,
     pub shutdown_sessions_on_backend_down: bool,
-    /// 0 (the default): the proxy serves on vipd's tokio runtime. 1..=64: that many threads of its own, each
-    /// with its own listening socket (SO_REUSEPORT) and event loop, as HAProxy's `nbthread`. Fixed at start.
-    pub threads: u32,
+    /// Threads of the proxy's own, each with its own listening socket (SO_REUSEPORT) and event loop, as
+    /// HAProxy's `nbthread`: `None` (`auto`, the default) one per CPU vipd may run on, `Some(0)` none (the
+    /// proxy serves on vipd's tokio runtime), `Some(n)` n (1..=64). Fixed at start.
+    pub threads: Option<u32>,
 }
 
 impl ProxyConfig {
@@ -388,7 +389,7 @@ impl Default for ProxyConfig {
             idle_timeout: Duration::ZERO,
             drain_timeout: secs(30),
             shutdown_sessions_on_backend_down: false,
-            threads: 0,
+            threads: None,
         }
     }
 }
@@ -1005,11 +1006,20 @@ fn parse_proxy(s: &mut Section, errs: &mut FieldErrors) -> ProxyConfig {
         &mut c.shutdown_sessions_on_backend_down,
         s.field("shutdownSessionsOnBackendDown", errs, boolean),
     );
-    set(
-        &mut c.threads,
-        s.field("threads", errs, int(0..=64)).map(|n| n as u32),
-    );
+    set(&mut c.threads, s.field("threads", errs, proxy_threads));
     c
+}
+
+/// `auto` (None) or a thread count 0..=64.
+fn proxy_threads(path: &str, v: &Value, errs: &mut FieldErrors) -> Option<Option<u32>> {
+    match v {
+        Value::String(s) if s == "auto" => Some(None),
+        Value::Number(_) => int(0..=64)(path, v, errs).map(|n| Some(n as u32)),
+        _ => {
+            errs.push(path, format!("{} is not auto or a number 0..=64", show(v)));
+            None
+        }
+    }
 }
 
 fn family(a: IpAddr) -> &'static str {

@@ -95,6 +95,15 @@ pub fn health_config(cfg: &Config) -> health::HealthConfig {
     }
 }
 
+/// `proxy.threads` as the proxy takes it: `auto` is one thread per CPU this process may run on (its affinity
+/// and cgroup quota, as `std::thread::available_parallelism` reads them), at most 64.
+fn proxy_threads(threads: Option<u32>) -> usize {
+    threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get().min(64)),
+        |n| n as usize,
+    )
+}
+
 pub fn proxy_config(cfg: &Config) -> proxy::ProxyConfig {
     let mut p = proxy::ProxyConfig::new(cfg.proxy_listen());
     // Listening on the VIP before holding it needs IP_FREEBIND; an explicit bind address may be anything.
@@ -109,7 +118,7 @@ pub fn proxy_config(cfg: &Config) -> proxy::ProxyConfig {
     p.settings.idle_timeout = (!cfg.proxy.idle_timeout.is_zero()).then_some(cfg.proxy.idle_timeout);
     p.settings.drain_timeout = cfg.proxy.drain_timeout;
     p.settings.shutdown_sessions_on_backend_down = cfg.proxy.shutdown_sessions_on_backend_down;
-    p.threads = cfg.proxy.threads as usize;
+    p.threads = proxy_threads(cfg.proxy.threads);
     p
 }
 

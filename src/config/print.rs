@@ -128,7 +128,12 @@ fn proxy(y: &mut String, c: &Config) {
         "  shutdownSessionsOnBackendDown: {}",
         p.shutdown_sessions_on_backend_down
     );
-    let _ = writeln!(y, "  threads: {}", p.threads);
+    match p.threads {
+        None => y.push_str("  threads: auto\n"),
+        Some(n) => {
+            let _ = writeln!(y, "  threads: {n}");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -88,7 +88,7 @@ fn minimal_config_gets_every_default() {
     assert_eq!(c.proxy.connect_timeout, Duration::from_secs(2));
     assert_eq!(c.proxy.retries, 2);
     assert_eq!(c.proxy.max_connections, 20_000);
-    assert_eq!(c.proxy.threads, 0);
+    assert_eq!(c.proxy.threads, None);
     assert_eq!(c.proxy.idle_timeout, Duration::ZERO);
     assert_eq!(c.proxy.drain_timeout, Duration::from_secs(30));
     assert!(!c.proxy.shutdown_sessions_on_backend_down);
@@ -178,7 +178,7 @@ admin:
     assert_eq!(c.proxy.max_connections, 1);
     assert_eq!(c.proxy.idle_timeout, Duration::from_secs(3600));
     assert!(c.proxy.shutdown_sessions_on_backend_down);
-    assert_eq!(c.proxy.threads, 2);
+    assert_eq!(c.proxy.threads, Some(2));
     assert_eq!(c.admin.listen, "[::1]:9441".parse::<SocketAddr>().unwrap());
 }
 
@@ -715,6 +715,12 @@ fn proxy_rules() {
         &p("threads: -1"),
         "proxy.threads: -1 is out of range 0..=64",
     );
+    assert_error(
+        &p("threads: many"),
+        "proxy.threads: \"many\" is not auto or a number 0..=64",
+    );
+    assert_eq!(ok(&p("threads: auto")).proxy.threads, None);
+    assert_eq!(ok(&p("threads: 0")).proxy.threads, Some(0));
     let c = ok(&p("bind: 0.0.0.0"));
     assert_eq!(
         c.proxy_listen(),

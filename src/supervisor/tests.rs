@@ -105,3 +105,11 @@ fn a_router_of_the_other_version_is_warned_about_while_it_matters() {
     v.v3_peer = heard(7, 3);
     assert_eq!(vrrp_warnings(&v), Vec::<String>::new());
 }
+
+#[test]
+fn proxy_threads_auto_is_one_per_cpu_and_a_number_is_taken_as_it_is() {
+    let cpus = std::thread::available_parallelism().unwrap().get().min(64);
+    assert_eq!(proxy_threads(None), cpus);
+    assert_eq!(proxy_threads(Some(0)), 0);
+    assert_eq!(proxy_threads(Some(3)), 3);
+}
