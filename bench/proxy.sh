@@ -11,8 +11,9 @@
 #      BASE (first port, default 21000), COPY=1 (force vipd's copy path), OUT (also write the table there),
 #      BASELINE=path (another bench-proxy build, e.g. from an older commit, run as target `vipd-base` in the
 #      same interleaved rounds: before and after under the same load).
-# vipd runs twice, in the same rounds: `vipd` on a tokio runtime of THREADS workers (the daemon's default,
-# proxy.threads: 0) and `vipd-own` on THREADS threads of the proxy's own (proxy.threads: THREADS).
+# vipd runs twice, in the same rounds: `vipd` on a tokio runtime of THREADS workers (proxy.threads: 0) and
+# `vipd-own` on THREADS threads of the proxy's own (proxy.threads: THREADS; the daemon's default, auto, is one
+# per CPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -55,9 +55,10 @@ pub struct ProxyConfig {
     /// Threads that accept and serve sessions, each with its own event loop and, when there are several, its
     /// own listening socket (SO_REUSEPORT: the kernel spreads new connections over them), so a session is
     /// accepted, connected and forwarded on one thread with no hand-off, the way HAProxy's threads work.
-    /// 0 (the default) serves on the caller's tokio runtime instead, where work stealing evens out a thread
-    /// that the OS scheduler holds back: on the loaded bench machine own threads gave a few percent more
-    /// connections per second but a worse p99 (bench/RESULTS.md). Fixed at bind time.
+    /// 0 (this struct's default) serves on the caller's tokio runtime instead, where work stealing evens out a
+    /// thread that the OS scheduler holds back. The daemon passes one per CPU (`proxy.threads: auto`): on the
+    /// quiet bench machine own threads matched HAProxy's keep-alive rate with a lower p99, where the shared
+    /// runtime trailed (bench/RESULTS.md). Fixed at bind time.
     pub threads: usize,
     /// The live-updatable part.
     pub settings: ProxySettings,

@@ -4,8 +4,9 @@
 //! epoll, polled by whichever worker parks first, and woken sessions are handed to (and stolen by) the other
 //! workers; on a loaded machine a worker that holds the epoll but is not running delays every session, and the
 //! other worker idles meanwhile (bench/RESULTS.md: the same CPU per connection as HAProxy, a lower rate, idle CPU
-//! left). The price: no work stealing, so a thread the OS holds back stalls its own sessions (worse p99 on the
-//! loaded machine). With `threads = 0`, the default, the accept loop runs as a task on the caller's runtime.
+//! left). The price: no work stealing, so a thread the OS holds back stalls its own sessions and the new
+//! connections hashed to its listener. With `threads = 0` the accept loop runs as a task on the caller's runtime;
+//! the daemon uses one thread per CPU (`proxy.threads: auto`).
 
 use std::sync::Arc;
 
