@@ -90,3 +90,46 @@ fn a_stopped_master_counts_a_late_timer_and_warns() {
     // Still master: nobody else was there to take over.
     assert_eq!(node.state().as_deref(), Some("master"));
 }
+
+/// A stopped backup's Master_Down timer passes during the stop; when it resumes, the queued advertisements
+/// and the missed deadline are both ready, and whichever the driver serves first, the miss is counted once.
+#[test]
+fn a_stopped_backup_counts_a_late_timer() {
+    let mut lab = Lab::new("lateb").unwrap();
+    lab.add_node("n1").unwrap();
+    lab.add_node("n2").unwrap();
+    let dir = TempDir::new("lateb").unwrap();
+    let vip: IpAddr = "192.0.2.100".parse().unwrap();
+    let backend = SocketAddr::new(IpAddr::V4(lab.node("n1").v4), 6443);
+    let start = |name: &str, prio: u8| {
+        let mut spec = VipdSpec::new(vip, vec![backend], prio);
+        spec.advert_interval = "200ms";
+        VipdNode::start(vipd_bin(), &lab.node(name).ns, &spec, dir.path()).unwrap()
+    };
+    let master = start("n1", 200);
+    let backup = start("n2", 100);
+    assert!(master.wait_state("master", LONG).is_some(), "n1 not master");
+    assert!(backup.wait_state("backup", LONG).is_some(), "n2 not backup");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(backup.metric(LATE), Some(0.0), "{:?}", backup.proc.lines());
+
+    let from = backup.proc.line_count();
+    backup.signal(Signal::SIGSTOP).unwrap();
+    std::thread::sleep(STOP);
+    backup.signal(Signal::SIGCONT).unwrap();
+    let counted = wait_for(LONG, || backup.metric(LATE).filter(|v| *v >= 1.0));
+    assert!(
+        counted.is_some(),
+        "the backup counted no late timer: {:?}",
+        backup.proc.lines_from(from)
+    );
+    let warning = wait_for(Duration::from_secs(5), || late_warning(&backup, from));
+    assert!(warning.is_some(), "{:?}", backup.proc.lines_from(from));
+    eprintln!("backup: {:?}", warning);
+    // The master ran all along: nothing late there.
+    assert_eq!(master.metric(LATE), Some(0.0), "{:?}", master.proc.lines());
+    assert!(
+        backup.wait_state("backup", LONG).is_some(),
+        "n2 did not settle as backup"
+    );
+}
