@@ -234,6 +234,12 @@ fn encode_vrrp_counters(
          that cannot hear us",
         &[(vr(), c(&st.v3_peer_adverts))],
     )?;
+    counter(
+        enc,
+        "vipd_vrrp_late_timers",
+        "VRRP timers that fired more than an advertisement interval (and 100 ms) late: vipd was not scheduled",
+        &[(vr(), c(&st.late_timers))],
+    )?;
 
     Ok(())
 }

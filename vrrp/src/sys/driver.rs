@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::announce::AnnounceSocket;
+use super::late::LateTimers;
 use super::netlink::{Net, NetState};
 use super::peer_macs::PeerMacs;
 use super::peers::{Foreign, VersionPeers};
@@ -65,6 +66,8 @@ pub(crate) struct Driver {
     pub mismatch_logged: Option<Instant>,
     /// Who speaks which version, for the warnings about a virtual router split by version.
     pub peers: VersionPeers,
+    /// Deadlines the driver woke for late (the process was not scheduled).
+    pub late: LateTimers,
 }
 
 impl Driver {
@@ -88,7 +91,11 @@ impl Driver {
                 .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 r = self.sock.recv(&mut buf) => match r {
-                    Ok(Ok(rx)) => self.on_packet(&rx, &buf),
+                    Ok(Ok(rx)) => {
+                        // A packet can reset the deadline before the timer branch sees it was missed.
+                        self.woke(deadline);
+                        self.on_packet(&rx, &buf)
+                    }
                     Ok(Err(e)) => self.count_drop(DropReason::from(&e), None),
                     Err(e) => {
                         tracing::error!(error = %e, "VRRP socket receive failed");
@@ -96,7 +103,8 @@ impl Driver {
                     }
                 },
                 _ = tokio::time::sleep_until(sleep_to), if deadline.is_some() => {
-                    self.router.handle(Instant::now(), Input::Timeout);
+                    let now = self.woke(deadline);
+                    self.router.handle(now, Input::Timeout);
                 }
                 c = self.ctl_rx.recv() => match c {
                     Some(Control::Shutdown(tx)) => break Some(tx),
@@ -146,6 +154,15 @@ impl Driver {
         if let Some(tx) = done {
             let _ = tx.send(());
         }
+    }
+
+    /// The time now, after counting (and warning about) `deadline` when it passed well before it.
+    fn woke(&mut self, deadline: Option<Instant>) -> Instant {
+        let now = Instant::now();
+        let interval = self.router.master_advert_interval().as_duration();
+        self.late
+            .check(deadline, now, interval, &self.stats, self.cfg.vrid);
+        now
     }
 
     fn count_drop(&mut self, r: DropReason, src: Option<IpAddr>) {

@@ -5,6 +5,7 @@
 //! timers and control messages to the state machine and executes its actions.
 mod announce;
 mod driver;
+mod late;
 mod netlink;
 mod peer_macs;
 mod peers;
@@ -192,6 +193,9 @@ pub struct VrrpStats {
     /// VRRPv3 advertisements for our VRID from a router without VRRPv2 copies, heard while running version 2
     /// (also counted as `version` drops).
     pub v3_peer_adverts: AtomicU64,
+    /// Timer deadlines the driver woke for more than an advertisement interval (and 100 ms) late: the process
+    /// was not scheduled (see `late.rs`).
+    pub late_timers: AtomicU64,
     drops: [AtomicU64; DropReason::ALL.len()],
 }
 
@@ -498,6 +502,7 @@ fn spawn_driver(
         peers: Default::default(),
         drop_log: driver::DropLog::default(),
         mismatch_logged: None,
+        late: late::LateTimers::default(),
         cfg,
     };
     let task = tokio::spawn(async move {
