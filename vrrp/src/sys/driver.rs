@@ -22,9 +22,6 @@ use crate::proto::{
 
 /// How often the interface is re-read even without a netlink notification.
 pub(crate) const NET_TICK: Duration = Duration::from_secs(1);
-/// At most one log line per drop reason per this period.
-const DROP_LOG_EVERY: Duration = Duration::from_secs(10);
-
 /// Rate-limited logging of drops: the first of each reason at once, then one line per period with the count.
 #[derive(Debug, Default)]
 pub(crate) struct DropLog {
@@ -34,10 +31,9 @@ pub(crate) struct DropLog {
 impl DropLog {
     fn log(&mut self, r: DropReason, total: u64, src: Option<IpAddr>, now: Instant) {
         let i = DropReason::ALL.iter().position(|x| *x == r).unwrap_or(0);
-        if self.last[i].is_some_and(|t| now.duration_since(t) < DROP_LOG_EVERY) {
+        if !super::log_due(&mut self.last[i], now) {
             return;
         }
-        self.last[i] = Some(now);
         tracing::warn!(reason = r.as_str(), src = ?src, total, "dropped VRRP packet");
     }
 }
@@ -204,12 +200,7 @@ impl Driver {
         let Some(m) = self.router.mismatch(advert) else {
             return;
         };
-        let now = Instant::now();
-        if self
-            .mismatch_logged
-            .is_none_or(|t| now.duration_since(t) >= DROP_LOG_EVERY)
-        {
-            self.mismatch_logged = Some(now);
+        if super::log_due(&mut self.mismatch_logged, Instant::now()) {
             tracing::warn!(%src, interval = ?m.interval, addresses_differ = m.addresses,
                 "advertisement differs from our configuration");
         }

@@ -10,8 +10,6 @@ use crate::proto::Vrid;
 
 /// Lateness below this never counts, whatever the interval (10 ms adverts see that much scheduling jitter).
 pub(crate) const LATE_FLOOR: Duration = Duration::from_millis(100);
-/// At most one warning per this period.
-const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// How late a timer due at `deadline` is at `now`, when that counts: more than one advertisement `interval`
 /// and more than [`LATE_FLOOR`] past the deadline. `None` when on time (or early).
@@ -20,7 +18,7 @@ pub(crate) fn lateness(deadline: Instant, now: Instant, interval: Duration) -> O
     (late > interval.max(LATE_FLOOR)).then_some(late)
 }
 
-/// Counts each late deadline once and logs at most one warning per [`LOG_EVERY`].
+/// Counts each late deadline once and logs at most one warning per 10 s ([`super::log_due`]).
 #[derive(Debug, Default)]
 pub(crate) struct LateTimers {
     /// The last deadline counted (the driver can see the same one late from two branches).
@@ -47,13 +45,9 @@ impl LateTimers {
         };
         self.counted = Some(deadline);
         let total = stats.late_timers.fetch_add(1, Ordering::Relaxed) + 1;
-        if self
-            .logged
-            .is_some_and(|t| now.duration_since(t) < LOG_EVERY)
-        {
+        if !super::log_due(&mut self.logged, now) {
             return;
         }
-        self.logged = Some(now);
         tracing::warn!(%vrid, late_ms = late.as_millis() as u64, interval_ms = interval.as_millis() as u64,
             total, "VRRP timer expired {:.3} s late: vipd was not scheduled (stopped by SIGSTOP, a paused VM, \
             CPU starvation or a call stuck on a disk); a backup may have taken over meanwhile",

@@ -11,6 +11,19 @@ mod peer_macs;
 mod peers;
 mod socket;
 
+/// Rate-limited warnings (drops, mismatches, peers of another version, late timers): at most one line per kind
+/// per this period; the counters count every event.
+const LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether a warning last written at `last` may be written again at `now`; if so, `now` becomes the last time.
+fn log_due(last: &mut Option<std::time::Instant>, now: std::time::Instant) -> bool {
+    if last.is_some_and(|t| now.duration_since(t) < LOG_EVERY) {
+        return false;
+    }
+    *last = Some(now);
+    true
+}
+
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

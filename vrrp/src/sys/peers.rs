@@ -7,13 +7,11 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use super::PeerHeard;
+use super::{log_due, PeerHeard};
 use crate::proto::{Priority, Version, Vrid};
 
 /// At most this many recent senders are remembered per version.
 const SENDERS_MAX: usize = 8;
-/// At most one log line per warning per this period.
-const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// The version of an advertisement this router does not run: its sender cannot hear us unless it is a mixed
 /// router that also sends our version.
@@ -167,7 +165,7 @@ impl VersionPeers {
             Foreign::V3 => (&mut self.v3_peer, &mut self.v3_peer_logged),
         };
         *slot = heard;
-        if due(logged, now) {
+        if log_due(logged, now) {
             tracing::warn!(%src, %vrid, %priority, total,
                 "VRRPv{} advertisements for our VRID: that router cannot hear this version-{} node, so both are \
                  likely master; {}", foreign.number(), foreign.ours(), foreign.fix());
@@ -219,7 +217,7 @@ impl VersionPeers {
             priority,
             last_heard: now,
         });
-        if due(&mut self.v3_only_logged, now) {
+        if log_due(&mut self.v3_only_logged, now) {
             tracing::warn!(%src, %vrid, %priority,
                 "the master sends VRRPv3 only (no VRRPv2 copies): VRRPv2 routers cannot hear it and may be \
                  master too; keep it on vrrp.version: mixed while any remain");
@@ -238,15 +236,6 @@ impl VersionPeers {
             self.v3_only_master = None;
         }
     }
-}
-
-/// Rate limit: true (and `last` set to `now`) when the previous line is at least [`LOG_EVERY`] old.
-fn due(last: &mut Option<Instant>, now: Instant) -> bool {
-    if last.is_some_and(|t| now.duration_since(t) < LOG_EVERY) {
-        return false;
-    }
-    *last = Some(now);
-    true
 }
 
 #[cfg(test)]
